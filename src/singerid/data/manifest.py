@@ -1,0 +1,86 @@
+"""The tracks table (GUIDE §5): CSV or Parquet with `path`, `singer` and optional metadata columns."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+REQUIRED = ("path", "singer")
+OPTIONAL = ("song", "kind", "stem", "vocals_path", "split", "genre", "vocal_segs")
+STEMS = {"mixture", "vocals", "instrumental", "speech"}
+
+
+class ManifestError(ValueError):
+    """A tracks table that cannot be used: the message says which file and what is wrong."""
+
+
+def _resolve(base: Path, p) -> str | None:
+    if p is None or (isinstance(p, float) and pd.isna(p)) or str(p).strip() == "":
+        return None
+    p = Path(str(p)).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def parse_segs(v) -> list[float] | None:
+    """`vocal_segs` cell → start times (s): a JSON list "[0, 6.5]" or "0;6.5"; empty → None (no restriction)."""
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return None
+    if isinstance(v, (list, tuple)):
+        return [float(x) for x in v]
+    s = str(v).strip()
+    if not s:
+        return None
+    if s.startswith("["):
+        return [float(x) for x in json.loads(s)]
+    return [float(x) for x in s.replace(",", ";").split(";") if x.strip()]
+
+
+def load_tracks(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and normalise a tracks table: absolute paths, string singers, defaults for optional columns.
+
+    Defaults: song = the track's own path (every track its own song), kind = "real", stem = "mixture"."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: tracks table not found")
+    try:
+        df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as e:
+        raise ManifestError(f"{path}: cannot read tracks table ({e})") from None
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ManifestError(f"{path}: missing required column(s) {missing}; have {list(df.columns)}")
+    if df.empty:
+        raise ManifestError(f"{path}: tracks table has no rows")
+    base = path.parent.resolve()
+    df = df.copy()
+    df["path"] = [_resolve(base, p) for p in df["path"]]
+    if df["path"].isna().any():
+        raise ManifestError(f"{path}: {int(df['path'].isna().sum())} row(s) with an empty path")
+    df["singer"] = df["singer"].astype(str)
+    if (df["singer"].str.strip() == "").any():
+        raise ManifestError(f"{path}: rows with an empty singer")
+    df["song"] = [s if str(s).strip() else p for s, p in zip(df.get("song", df["path"]), df["path"])]
+    df["kind"] = [k or "real" for k in df.get("kind", pd.Series([""] * len(df))).fillna("")]
+    df["stem"] = [s or "mixture" for s in df.get("stem", pd.Series([""] * len(df))).fillna("")]
+    bad = set(df["stem"]) - STEMS
+    if bad:
+        raise ManifestError(f"{path}: unknown stem value(s) {sorted(bad)}; expected {sorted(STEMS)}")
+    df["vocals_path"] = [_resolve(base, p) for p in df.get("vocals_path", pd.Series([None] * len(df)))]
+    df["vocal_segs"] = [parse_segs(v) for v in df.get("vocal_segs", pd.Series([None] * len(df)))]
+    for c in ("split", "genre"):
+        if c not in df.columns:
+            df[c] = ""
+    return df.reset_index(drop=True)
+
+
+def vocal_source(row) -> str | None:
+    """The file holding this track's vocals: its given stem, or the track itself when it is a vocal stem."""
+    if row["vocals_path"]:
+        return row["vocals_path"]
+    return row["path"] if row["stem"] == "vocals" else None
+
+
+def mixture_source(row) -> str | None:
+    return row["path"] if row["stem"] == "mixture" else None

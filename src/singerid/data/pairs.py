@@ -1,0 +1,170 @@
+"""Singer-level positive pairs (paper §3.2): per step, B distinct singers, each with two windows from two *different*
+songs. Batches are a pure function of (seed, step), so a run is reproducible and resumes exactly, whatever the number
+of DataLoader workers; under DDP every rank draws the same global batch and keeps its own slice of pairs."""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from ..audio import WINDOW_SECONDS, AudioError, audio_info, peak_normalise, read_window
+from .manifest import mixture_source, vocal_source
+
+log = logging.getLogger(__name__)
+
+MODES = ("mixture", "vocal", "hybrid")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One readable file of a track, with where its vocal windows start (None: anywhere)."""
+
+    path: str
+    duration: float
+    vocal_segs: tuple[float, ...] | None
+
+
+@dataclass
+class TrackSources:
+    singer: str
+    song: str
+    mixture: Source | None
+    vocal: Source | None
+
+
+def _durations(paths: list[str], workers: int = 8) -> dict[str, float | None]:
+    def one(p: str) -> float | None:
+        try:
+            return audio_info(p).duration
+        except AudioError as e:
+            log.warning("skipping unreadable file %s", e)
+            return None
+
+    with ThreadPoolExecutor(workers) as ex:
+        return dict(zip(paths, ex.map(one, paths)))
+
+
+def build_sources(tracks: pd.DataFrame, mode: str) -> dict[str, list[TrackSources]]:
+    """Singer → usable tracks for `mode`, keeping singers with ≥ 2 distinct songs. Only `kind=real` singing."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    rows = tracks[(tracks["kind"] == "real") & tracks["stem"].isin(["mixture", "vocals"])]
+    files = sorted({p for _, r in rows.iterrows() for p in (mixture_source(r), vocal_source(r)) if p})
+    dur = _durations(files)
+    out: dict[str, list[TrackSources]] = {}
+    for _, r in rows.iterrows():
+        segs = tuple(r["vocal_segs"]) if isinstance(r["vocal_segs"], (list, tuple)) and r["vocal_segs"] else None
+        mix, voc = mixture_source(r), vocal_source(r)
+        m = Source(mix, dur[mix], segs) if mix and dur.get(mix) else None
+        v = Source(voc, dur[voc], segs) if voc and dur.get(voc) else None
+        need = {"mixture": m, "vocal": v, "hybrid": m or v}[mode]
+        if need is not None:
+            out.setdefault(r["singer"], []).append(TrackSources(r["singer"], r["song"], m, v))
+    eligible = {s: t for s, t in out.items() if len({x.song for x in t}) >= 2}
+    if len(eligible) < len(out):
+        log.info("%d singer(s) dropped: fewer than 2 songs usable in %s mode", len(out) - len(eligible), mode)
+    return dict(sorted(eligible.items()))
+
+
+def split_singers(singers: list[str], tracks: pd.DataFrame, val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Train/validation singers: the table's `split` column (train/val) when given, else a seeded fraction."""
+    marked = tracks.drop_duplicates("singer").set_index("singer")["split"].to_dict()
+    if any(marked.get(s) in ("val", "valid", "validation") for s in singers):
+        val = [s for s in singers if marked.get(s) in ("val", "valid", "validation")]
+        return [s for s in singers if s not in val], val
+    n_val = int(round(len(singers) * val_fraction))
+    if len(singers) < 10 or n_val < 2:
+        log.warning("only %d singers: validating on fixed pairs of the training singers", len(singers))
+        return singers, singers
+    rng = np.random.default_rng(seed)
+    val = sorted(rng.choice(singers, size=n_val, replace=False).tolist())
+    return [s for s in singers if s not in val], val
+
+
+def _window_start(src: Source, rng: np.random.Generator, seconds: float) -> float:
+    if src.vocal_segs:
+        ok = [s for s in src.vocal_segs if s < src.duration]
+        if ok:
+            return float(rng.choice(ok))
+    return float(rng.uniform(0.0, max(0.0, src.duration - seconds)))
+
+
+class PairBatches(Dataset):
+    """Index = step → (waves [2b, T] float32, singer ids [2b]); views 2i and 2i+1 are a positive pair.
+
+    b = this rank's share of min(batch_pairs, n_singers) pairs."""
+
+    def __init__(
+        self,
+        sources: dict[str, list[TrackSources]],
+        singers: list[str],
+        mode: str,
+        batch_pairs: int,
+        seed: int,
+        steps: int,
+        rank: int = 0,
+        world: int = 1,
+        seconds: float = WINDOW_SECONDS,
+        sample_rate: int = 16000,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if len(singers) < 2:
+            raise ValueError(f"need at least 2 singers with 2+ songs for contrastive pairs, have {len(singers)}")
+        self.sources, self.singers, self.mode = sources, list(singers), mode
+        self.batch_pairs = min(batch_pairs, len(self.singers))
+        if self.batch_pairs < batch_pairs:
+            log.warning("batch of %d pairs capped at %d: one pair per distinct singer", batch_pairs, self.batch_pairs)
+        self.seed, self.steps, self.rank, self.world = seed, steps, rank, world
+        self.seconds, self.sample_rate = seconds, sample_rate
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def plan(self, step: int) -> list[tuple[str, Source, Source]]:
+        """The global batch of `step`: [(singer, source_a, source_b)], deterministic."""
+        rng = np.random.default_rng([self.seed, step])
+        chosen = rng.choice(len(self.singers), size=self.batch_pairs, replace=False)
+        pairs = []
+        for i in chosen:
+            singer = self.singers[i]
+            tracks = self.sources[singer]
+            songs = sorted({t.song for t in tracks})
+            sa, sb = rng.choice(len(songs), size=2, replace=False)
+            ta = [t for t in tracks if t.song == songs[sa]]
+            tb = [t for t in tracks if t.song == songs[sb]]
+            a, b = ta[rng.integers(len(ta))], tb[rng.integers(len(tb))]
+            pairs.append((singer, self._side(a, rng), self._side(b, rng)))
+        return pairs
+
+    def _side(self, t: TrackSources, rng: np.random.Generator) -> Source:
+        if self.mode == "mixture":
+            return t.mixture
+        if self.mode == "vocal":
+            return t.vocal
+        options = [s for s in (t.mixture, t.vocal) if s is not None]
+        return options[rng.integers(len(options))]
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, list[str]]:
+        pairs = self.plan(step)[self.rank :: self.world]
+        rng = np.random.default_rng([self.seed, step, 1])
+        waves, names = [], []
+        for singer, a, b in pairs:
+            for src in (a, b):
+                waves.append(self._read(src, rng))
+                names.append(singer)
+        return torch.from_numpy(peak_normalise(np.stack(waves))), names
+
+    def _read(self, src: Source, rng: np.random.Generator) -> np.ndarray:
+        for _ in range(4):  # a silent stretch is redrawn; a bad file fails loudly after a few tries
+            start = _window_start(src, rng, self.seconds)
+            try:
+                return read_window(src.path, start, self.seconds, self.sample_rate)
+            except AudioError as e:
+                err = e
+        raise err

@@ -1,0 +1,151 @@
+"""The embedding stage: file → 6-s windows → L2-normalised embeddings, for any backend.
+
+`Embedder` is what every command uses (train's checkpoints, the pretrained `voice` baseline, ...). `embed_tracks`
+decodes in DataLoader workers, embeds batched in inference mode, and yields one row per window.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .audio import WINDOW_SECONDS, AudioError, cut_windows, load_audio, peak_normalise, window_starts
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+    sample_rate: int
+    window_seconds: float
+
+    def embed_windows(self, windows: np.ndarray) -> np.ndarray:
+        """[N, T] float32 at `sample_rate` → [N, dim] float32, L2-normalised."""
+
+
+class CheckpointEmbedder:
+    """A trained singerid checkpoint (run folder, checkpoint folder or .safetensors)."""
+
+    def __init__(self, path: str | os.PathLike, device: str | None = None, batch_size: int = 32):
+        from .models import load_model
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = load_model(path, self.device)
+        self.name = f"checkpoint:{Path(path).name}"
+        self.dim = self.model.cfg.embed_dim
+        self.sample_rate = self.model.sample_rate
+        self.window_seconds = WINDOW_SECONDS
+        self.batch_size = batch_size
+
+    @torch.inference_mode()
+    def embed_windows(self, windows: np.ndarray) -> np.ndarray:
+        out = []
+        for i in range(0, len(windows), self.batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(windows[i : i + self.batch_size])).to(self.device)
+            out.append(self.model.embed(x).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+def track_windows(
+    path: str, sample_rate: int = 16000, seconds: float = WINDOW_SECONDS, starts: list[float] | None = None,
+    hop: float | None = None,
+) -> tuple[list[float], np.ndarray]:
+    """Decode a file → (window starts in s, [N, seconds * sample_rate] peak-normalised windows)."""
+    wave = load_audio(path, sample_rate)
+    duration = len(wave) / sample_rate
+    if starts:
+        starts = [s for s in starts if s < duration] or [0.0]
+    else:
+        starts = window_starts(duration, seconds, hop)
+    return starts, peak_normalise(cut_windows(wave, starts, seconds, sample_rate))
+
+
+class _TrackWindows(Dataset):
+    def __init__(self, paths: list[str], starts: list, sample_rate: int, seconds: float, hop: float | None):
+        self.paths, self.starts, self.sr, self.seconds, self.hop = paths, starts, sample_rate, seconds, hop
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, *track_windows(self.paths[i], self.sr, self.seconds, self.starts[i], self.hop), None
+        except AudioError as e:
+            return i, [], None, str(e)
+
+
+@dataclass
+class TrackEmbedding:
+    index: int  # row of the input list
+    path: str
+    starts: list[float]
+    embeddings: np.ndarray  # [N, D]
+    error: str | None = None
+
+
+def iter_track_embeddings(
+    embedder: Embedder, paths: list[str], starts: list | None = None, workers: int = 2, hop: float | None = None,
+    progress: bool = True,
+) -> Iterator[TrackEmbedding]:
+    """Embed every window of every file; unreadable files come back with `error` set (never abort the run)."""
+    starts = starts if starts is not None else [None] * len(paths)
+    ds = _TrackWindows(list(paths), list(starts), embedder.sample_rate, embedder.window_seconds, hop)
+    loader = DataLoader(ds, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
+    for i, st, windows, err in tqdm(loader, total=len(ds), desc=f"embed {embedder.name}", disable=None if progress else True, unit="track"):
+        if err:
+            log.warning("skipped %s", err)
+            yield TrackEmbedding(i, paths[i], [], np.zeros((0, embedder.dim), np.float32), err)
+            continue
+        yield TrackEmbedding(i, paths[i], list(st), embedder.embed_windows(np.asarray(windows)))
+
+
+def embed_tracks(
+    embedder: Embedder, tracks: pd.DataFrame, column: str = "path", workers: int = 2, progress: bool = True
+) -> tuple[pd.DataFrame, list[str]]:
+    """Tracks table → (one row per window: path, singer, song, start, embedding [D]; errors)."""
+    rows, errors = [], []
+    segs = [v if isinstance(v, (list, tuple)) else None for v in tracks.get("vocal_segs", [None] * len(tracks))]
+    paths = [p or q for p, q in zip(tracks[column], tracks["path"])]
+    for te in iter_track_embeddings(embedder, paths, segs, workers, progress=progress):
+        if te.error:
+            errors.append(te.error)
+            continue
+        r = tracks.iloc[te.index]
+        for s, e in zip(te.starts, te.embeddings):
+            rows.append({"path": r["path"], "singer": r["singer"], "song": r.get("song", r["path"]), "start": s, "embedding": e})
+    return pd.DataFrame(rows, columns=["path", "singer", "song", "start", "embedding"]), errors
+
+
+def write_embeddings(df: pd.DataFrame, out: str | os.PathLike, meta: dict | None = None) -> Path:
+    """Window rows → Parquet (embedding as a fixed-size float32 list column), written atomically."""
+    out = Path(out)
+    dim = len(df["embedding"].iloc[0]) if len(df) else 0
+    flat = pa.array(np.concatenate(list(df["embedding"])).astype(np.float32) if len(df) else np.zeros(0, np.float32))
+    table = pa.table({
+        "path": pa.array(df["path"].astype(str)), "singer": pa.array(df["singer"].astype(str)),
+        "song": pa.array(df["song"].astype(str)), "start": pa.array(df["start"].astype(float)),
+        "embedding": pa.FixedSizeListArray.from_arrays(flat, dim) if dim else pa.array([], pa.list_(pa.float32())),
+    })
+    table = table.replace_schema_metadata({b"singerid": str(meta or {}).encode()})
+    tmp = out.with_name(f".{out.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def read_embeddings(path: str | os.PathLike) -> tuple[pd.DataFrame, np.ndarray]:
+    """Parquet from `write_embeddings` → (metadata rows, [N, D] float32)."""
+    t = pq.read_table(path)
+    emb = np.asarray(t.column("embedding").combine_chunks().flatten(), np.float32).reshape(t.num_rows, -1)
+    return t.drop(["embedding"]).to_pandas(), emb

@@ -1,0 +1,97 @@
+"""Models built by name from JSON presets: `create_model("paper")`, `list_models()`."""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..features import LogMel, MelConfig
+from .ast import ASTEncoder
+from .heads import Projector
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    architecture: str = "ast"
+    mel: dict = field(default_factory=dict)
+    encoder: dict = field(default_factory=dict)
+    projector: list[int] = field(default_factory=lambda: [2048, 1024, 1024, 2048])
+    train: dict = field(default_factory=dict)
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {k: copy.deepcopy(v) for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def to_dict(self) -> dict:
+        return {k: copy.deepcopy(getattr(self, k)) for k in self.__dataclass_fields__}
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.encoder.get("embed_dim", 2048))
+
+
+def list_models() -> list[str]:
+    files = resources.files("singerid.models").joinpath("configs").iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".json"))
+
+
+def get_config(name: str) -> ModelConfig:
+    path = resources.files("singerid.models").joinpath("configs", f"{name}.json")
+    if not path.is_file():
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    return ModelConfig.from_dict(json.loads(path.read_text()))
+
+
+class SingerModel(nn.Module):
+    """Front end + encoder + projector. wave [B, T] at 16 kHz → embedding [B, D] / projection [B, P]."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.architecture != "ast":
+            raise ValueError(f"unknown architecture {cfg.architecture!r}")
+        self.cfg = cfg
+        mel = MelConfig(**cfg.mel)
+        self.frontend = LogMel(mel)
+        self.encoder = ASTEncoder(n_mels=mel.n_mels, n_frames=mel.n_frames, **cfg.encoder)
+        if cfg.projector[0] != cfg.embed_dim:
+            raise ValueError(f"projector input {cfg.projector[0]} != embed_dim {cfg.embed_dim}")
+        self.projector = Projector(cfg.projector)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.frontend.cfg.sample_rate
+
+    @property
+    def window_samples(self) -> int:
+        return self.frontend.cfg.n_frames * self.frontend.cfg.hop
+
+    def encode(self, wave: Tensor) -> Tensor:
+        """[B, T] → [B, D] raw embedding (the projector's input)."""
+        return self.encoder(self.frontend(wave))
+
+    def embed(self, wave: Tensor) -> Tensor:
+        """[B, T] → [B, D], L2-normalised: what evaluation and the catalogue use."""
+        return F.normalize(self.encode(wave), dim=-1)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        """[B, T] → [B, P] L2-normalised projections for the contrastive loss."""
+        return self.projector(self.encode(wave))
+
+
+def create_model(name_or_cfg: str | ModelConfig | dict, seed: int | None = None) -> SingerModel:
+    cfg = name_or_cfg
+    if isinstance(cfg, str):
+        cfg = get_config(cfg)
+    elif isinstance(cfg, dict):
+        cfg = ModelConfig.from_dict(cfg)
+    if seed is not None:
+        torch.manual_seed(seed)
+    return SingerModel(cfg)

@@ -1,0 +1,225 @@
+"""Singer-level contrastive training (paper §3.2): one GPU, CPU, or many GPUs under `torchrun` (DDP).
+
+One epoch = `epoch_steps` training iterations + `val_steps` iterations on fixed validation pairs; ReduceLROnPlateau on
+the validation loss; early stop after `stop_patience` epochs without improvement. Checkpoints are self-describing
+folders under OUT/checkpoints, `OUT/latest.json` points at the newest, OUT/best holds the best validation loss.
+`resume=True` continues from the newest checkpoint exactly (batches are a function of (seed, step)).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..data.manifest import load_tracks
+from ..data.pairs import PairBatches, build_sources, split_singers
+from ..losses import nt_xent
+from ..models import create_model, get_config, save_model
+from ..models.checkpoint import load_weights, resolve_checkpoint, write_json_atomic
+from . import dist
+from .state import load_train_state, train_state_writer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    manifest: str
+    out: str
+    mode: str = "vocal"
+    model: str = "tiny"  # preset name (list_models()) or a JSON config file
+    resume: bool = False
+    max_steps: int | None = None
+    seed: int = 0
+    batch_pairs: int | None = None  # None: the preset's train section (paper: 128)
+    lr: float | None = None
+    temperature: float | None = None
+    epoch_steps: int | None = None
+    val_steps: int | None = None
+    plateau_patience: int | None = None
+    plateau_factor: float | None = None
+    stop_patience: int | None = None
+    max_epochs: int | None = None
+    val_fraction: float = 0.1
+    num_workers: int = 2
+    device: str | None = None  # None: cuda when available
+    ckpt_every: int | None = None  # extra checkpoints every N steps (always at each epoch end)
+    keep_checkpoints: int = 2
+    tensorboard: bool = False
+
+    def resolved(self) -> "TrainConfig":
+        """Fill the None training settings from the model preset."""
+        preset = _model_config(self.model).train
+        fills = {k: preset[k] for k in preset if getattr(self, k, 0) is None}
+        return dataclasses.replace(self, **fills)
+
+
+def _model_config(model: str):
+    if model.endswith(".json") and Path(model).is_file():
+        from ..models import ModelConfig
+
+        return ModelConfig.from_dict(json.loads(Path(model).read_text()))
+    return get_config(model)
+
+
+class RunLog:
+    """CSV (and optional TensorBoard) log of loss and learning rate; on resume, rows past the checkpoint are cut."""
+
+    FIELDS = ["step", "epoch", "split", "loss", "pair_accuracy", "lr", "seconds"]
+
+    def __init__(self, out: Path, resume_step: int | None, tensorboard: bool):
+        self.path = out / "log.csv"
+        rows = []
+        if resume_step is not None and self.path.exists():
+            with open(self.path) as fh:
+                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
+        with open(self.path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, self.FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+            except ImportError:
+                log.warning("tensorboard not installed (pip install singerid[tensorboard]); CSV log only")
+
+    def write(self, **row) -> None:
+        with open(self.path, "a", newline="") as fh:
+            csv.DictWriter(fh, self.FIELDS).writerow(row)
+        if self.tb is not None:
+            self.tb.add_scalar(f"{row['split']}/loss", row["loss"], row["step"])
+            self.tb.add_scalar("lr", row["lr"], row["step"])
+
+
+def _loader(ds: PairBatches, start: int, workers: int) -> DataLoader:
+    return DataLoader(
+        ds, batch_size=None, sampler=range(start, len(ds)), num_workers=workers,
+        persistent_workers=False, prefetch_factor=2 if workers else None,
+    )
+
+
+def _step_loss(model, waves: torch.Tensor, temperature: float) -> dict[str, torch.Tensor]:
+    z = model(waves)  # [2b, P]
+    return nt_xent(dist.gather_with_grad(z), temperature)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) a training run; returns the run folder (usable as `--checkpoint`)."""
+    cfg = cfg.resolved()
+    ctx = dist.setup(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tracks = load_tracks(cfg.manifest)
+    sources = build_sources(tracks, cfg.mode)
+    train_s, val_s = split_singers(list(sources), tracks, cfg.val_fraction, cfg.seed)
+    log.info("%s mode: %d training singers, %d validation singers", cfg.mode, len(train_s), len(val_s))
+    mcfg = _model_config(cfg.model)
+    model = create_model(mcfg, seed=cfg.seed).to(ctx.device)
+    sr = model.sample_rate
+    total_steps = cfg.max_epochs * cfg.epoch_steps
+    train_ds = PairBatches(sources, train_s, cfg.mode, cfg.batch_pairs, cfg.seed, total_steps, ctx.rank, ctx.world, sample_rate=sr)
+    val_ds = PairBatches(sources, val_s, cfg.mode, cfg.batch_pairs, cfg.seed + 1_000_003, cfg.val_steps, ctx.rank, ctx.world, sample_rate=sr)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+    counters = {"step": 0, "epoch": 0, "best_val": float("inf"), "bad_epochs": 0}
+    if cfg.resume and (out / "latest.json").exists():
+        folder = out / json.loads((out / "latest.json").read_text())["checkpoint"]
+        load_weights(model, folder / "model.safetensors")
+        counters.update(load_train_state(folder, opt, sched))
+        log.info("resumed from %s at step %d", folder, counters["step"])
+    elif (out / "latest.json").exists() and ctx.is_main:
+        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    runlog = RunLog(out, counters["step"] if cfg.resume else None, cfg.tensorboard) if ctx.is_main else None
+    ddp_model = dist.wrap(model, ctx)
+    stop_at = min(total_steps, cfg.max_steps if cfg.max_steps is not None else total_steps)
+    meta = {"training": {**dataclasses.asdict(cfg), "singers_train": len(train_s), "singers_val": len(val_s)},
+            "frontend": {"sample_rate": sr, "window_seconds": 6.0, "peak_normalise": True}}
+
+    def checkpoint(best: bool = False) -> None:
+        if not ctx.is_main:
+            return
+        name = f"checkpoints/step_{counters['step']:08d}"
+        save_model(out / name, model, meta, train_state_writer(opt, sched, counters))
+        write_json_atomic(out / "latest.json", {"checkpoint": name, "step": counters["step"], "best": "best" if (out / "best").exists() or best else None})
+        if best:
+            save_model(out / "best", model, {**meta, "step": counters["step"], "val_loss": counters["best_val"]})
+            write_json_atomic(out / "latest.json", {"checkpoint": name, "step": counters["step"], "best": "best"})
+        olds = sorted((out / "checkpoints").glob("step_*"))[: -cfg.keep_checkpoints]
+        for o in olds:
+            shutil.rmtree(o, ignore_errors=True)
+
+    step = counters["step"]
+    bar = tqdm(total=stop_at, initial=step, desc=f"train {cfg.mode}", disable=None if ctx.is_main else True, unit="step")
+    t0, saved_at = time.time(), step
+    stopped = counters["bad_epochs"] >= cfg.stop_patience
+    for waves, _ in _loader(train_ds, step, cfg.num_workers) if step < stop_at and not stopped else []:
+        ddp_model.train()
+        res = _step_loss(ddp_model, waves.to(ctx.device, non_blocking=True), cfg.temperature)
+        opt.zero_grad(set_to_none=True)
+        res["contrastive_loss"].backward()
+        opt.step()
+        step = counters["step"] = step + 1
+        lr = opt.param_groups[0]["lr"]
+        loss = float(res["contrastive_loss"].detach())
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}")
+        if runlog:
+            runlog.write(step=step, epoch=counters["epoch"], split="train", loss=loss,
+                         pair_accuracy=float(res["pair_accuracy"]), lr=lr, seconds=round(time.time() - t0, 2))
+        if step % cfg.epoch_steps == 0:
+            stopped = _end_epoch(ddp_model, val_ds, cfg, ctx, opt, sched, counters, runlog, checkpoint, t0)
+            saved_at = step
+        elif cfg.ckpt_every and step % cfg.ckpt_every == 0:
+            checkpoint()
+            saved_at = step
+        if stopped or step >= stop_at:
+            break
+    bar.close()
+    if saved_at != step or not (out / "latest.json").exists():
+        checkpoint()
+    dist.barrier(ctx)
+    dist.cleanup(ctx)
+    return out
+
+
+@torch.no_grad()
+def validate(model, val_ds: PairBatches, temperature: float, device) -> dict[str, float]:
+    model.eval()
+    losses, accs = [], []
+    for i in range(len(val_ds)):
+        waves, _ = val_ds[i]
+        res = _step_loss(model, waves.to(device), temperature)
+        losses.append(float(res["contrastive_loss"]))
+        accs.append(float(res["pair_accuracy"]))
+    return {"loss": sum(losses) / len(losses), "pair_accuracy": sum(accs) / len(accs)}
+
+
+def _end_epoch(model, val_ds, cfg, ctx, opt, sched, counters, runlog, checkpoint, t0) -> bool:
+    """Validate, step the scheduler, checkpoint; → True when training should stop."""
+    v = validate(model, val_ds, cfg.temperature, ctx.device)
+    sched.step(v["loss"])
+    counters["epoch"] += 1
+    improved = v["loss"] < counters["best_val"]
+    if improved:
+        counters["best_val"], counters["bad_epochs"] = v["loss"], 0
+    else:
+        counters["bad_epochs"] += 1
+    if runlog:
+        runlog.write(step=counters["step"], epoch=counters["epoch"], split="val", loss=v["loss"],
+                     pair_accuracy=v["pair_accuracy"], lr=opt.param_groups[0]["lr"], seconds=round(time.time() - t0, 2))
+    log.info("epoch %d: val loss %.4f (best %.4f), pair acc %.3f", counters["epoch"], v["loss"], counters["best_val"], v["pair_accuracy"])
+    checkpoint(best=improved)
+    return counters["bad_epochs"] >= cfg.stop_patience or counters["epoch"] >= cfg.max_epochs
