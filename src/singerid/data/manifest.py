@@ -16,9 +16,10 @@ class ManifestError(ValueError):
     """A tracks table that cannot be used: the message says which file and what is wrong."""
 
 
-def _resolve(base: Path, p) -> str | None:
+def _resolve(base: Path, p) -> str:
+    """Absolute path string; "" for a missing value."""
     if p is None or (isinstance(p, float) and pd.isna(p)) or str(p).strip() == "":
-        return None
+        return ""
     p = Path(str(p)).expanduser()
     return str(p if p.is_absolute() else (base / p).resolve())
 
@@ -56,17 +57,18 @@ def load_tracks(path: str | os.PathLike) -> pd.DataFrame:
     base = path.parent.resolve()
     df = df.copy()
     df["path"] = [_resolve(base, p) for p in df["path"]]
-    if df["path"].isna().any():
-        raise ManifestError(f"{path}: {int(df['path'].isna().sum())} row(s) with an empty path")
-    df["singer"] = df["singer"].astype(str)
-    if (df["singer"].str.strip() == "").any():
-        raise ManifestError(f"{path}: rows with an empty singer")
+    if (df["path"] == "").any():
+        raise ManifestError(f"{path}: {int((df['path'] == '').sum())} row(s) with an empty path")
     df["song"] = [s if str(s).strip() else p for s, p in zip(df.get("song", df["path"]), df["path"])]
     df["kind"] = [k or "real" for k in df.get("kind", pd.Series([""] * len(df))).fillna("")]
     df["stem"] = [s or "mixture" for s in df.get("stem", pd.Series([""] * len(df))).fillna("")]
     bad = set(df["stem"]) - STEMS
     if bad:
         raise ManifestError(f"{path}: unknown stem value(s) {sorted(bad)}; expected {sorted(STEMS)}")
+    df["singer"] = df["singer"].fillna("").astype(str).str.strip()
+    nameless = (df["singer"] == "") & (df["stem"] != "instrumental")  # instrumentals may have no singer
+    if nameless.any():
+        raise ManifestError(f"{path}: {int(nameless.sum())} row(s) with an empty singer (first: {df['path'][nameless].iloc[0]})")
     df["vocals_path"] = [_resolve(base, p) for p in df.get("vocals_path", pd.Series([None] * len(df)))]
     df["vocal_segs"] = [parse_segs(v) for v in df.get("vocal_segs", pd.Series([None] * len(df)))]
     for c in ("split", "genre"):
