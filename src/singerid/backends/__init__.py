@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..embed import CheckpointEmbedder, Embedder
 
-BACKENDS = ("voice", "voice-random")
+BACKENDS = ("voice",)
 DEFAULT_BACKEND = "voice"  # the best measured on the dev protocols (docs/results.md)
 
 
@@ -12,10 +12,8 @@ def load_embedder(backend: str | None = None, checkpoint: str | None = None, dev
     if checkpoint:
         return CheckpointEmbedder(checkpoint, device)
     name = backend or DEFAULT_BACKEND
-    if name in ("voice", "voice-random"):
+    if name == "voice":
         from .voice import VoiceEmbedder
 
-        emb = VoiceEmbedder(device, random_init=name == "voice-random")
-        emb.name = name
-        return emb
+        return VoiceEmbedder(device)
     raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)} (or pass --checkpoint)")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 REQUIRED = ("path", "singer")
-OPTIONAL = ("song", "kind", "stem", "vocals_path", "split", "genre", "vocal_segs")
+OPTIONAL = ("song", "kind", "stem", "vocals_path", "accompaniment_path", "split", "genre", "vocal_segs")
 STEMS = {"mixture", "vocals", "instrumental", "speech"}
 
 
@@ -69,7 +69,8 @@ def load_tracks(path: str | os.PathLike) -> pd.DataFrame:
     nameless = (df["singer"] == "") & (df["stem"] != "instrumental")  # instrumentals may have no singer
     if nameless.any():
         raise ManifestError(f"{path}: {int(nameless.sum())} row(s) with an empty singer (first: {df['path'][nameless].iloc[0]})")
-    df["vocals_path"] = [_resolve(base, p) for p in df.get("vocals_path", pd.Series([None] * len(df)))]
+    for c in ("vocals_path", "accompaniment_path"):
+        df[c] = [_resolve(base, p) for p in df.get(c, pd.Series([None] * len(df)))]
     df["vocal_segs"] = [parse_segs(v) for v in df.get("vocal_segs", pd.Series([None] * len(df)))]
     for c in ("split", "genre"):
         if c not in df.columns:

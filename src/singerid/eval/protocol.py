@@ -1,0 +1,94 @@
+"""End-to-end protocol runs over a tracks table: embed once, split, sweep (closed-set and cloned), analyse, report."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from ..embed import Embedder
+from .analyses import (bucket_of, by_group, plot_groups, plot_similarity, save_json, similarity_study, table,
+                       write_report)
+from .cache import Windows, embed_files
+from .experiments import ExperimentConfig, sweep
+from .splits import fix_val_windows, make_splits, save_splits
+
+log = logging.getLogger(__name__)
+
+
+def _embed_all(embedder: Embedder, tracks: pd.DataFrame, extra: list[str], cache_dir, workers: int) -> dict[str, Windows]:
+    segs = {p: (v if isinstance(v, (list, tuple)) else None) for p, v in zip(tracks["path"], tracks["vocal_segs"])}
+    paths = sorted(set(tracks["path"]) | set(extra))
+    wins = embed_files(embedder, paths, cache_dir, starts=[segs.get(p) for p in paths], workers=workers)
+    return dict(zip(paths, wins))
+
+
+def run_sweep(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig, out_dir: str | Path,
+              cache_dir=None, workers: int = 2, min_train: int = 3) -> dict:
+    """Closed-set sweep on the real tracks and, when the table has `kind=cloned` rows, the cloned protocol.
+    Writes splits.json, results.json, records.json and report.md to out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = make_splits(tracks, cfg.seed, min_train)
+    if len(splits) < 2:
+        raise ValueError(f"only {len(splits)} singer(s) have ≥ {min_train} training tracks + a test and a validation track")
+    clones = tracks[(tracks["kind"] == "cloned") & tracks["singer"].isin(list(splits))]
+    needed = [p for s in splits.values() for p in (s.test, s.val, *s.train)]
+    win = _embed_all(embedder, tracks[tracks["path"].isin(needed)], list(clones["path"]), cache_dir, workers)
+    fix_val_windows(splits, {p: len(w.emb) for p, w in win.items()}, cfg.seed)
+    save_splits(out / "splits.json", splits, {"seed": cfg.seed, "min_train": min_train, "backend": embedder.name})
+    results = {"backend": embedder.name, "closed": sweep(win, splits, cfg)}
+    if len(clones):
+        tests = clones.groupby("singer")["path"].apply(list).to_dict()
+        results["cloned"] = sweep(win, splits, cfg, tests=tests, label="cloned")
+    save_json(out / "records.json", {k: v.pop("records") for k, v in results.items() if isinstance(v, dict) and "records" in v})
+    save_json(out / "results.json", results)
+    sections = [(f"{v['protocol']} ({v['method']}, {v['runs']} runs)", _results_table(v)) for k, v in results.items() if k != "backend"]
+    write_report(out, f"singerid sweep: {embedder.name}", sections)
+    return results
+
+
+def _results_table(v: dict) -> str:
+    rows = ["| classes | test tracks | top-1 % | top-5 % |", "|---:|---:|---:|---:|"]
+    for n, r in v["results"].items():
+        rows.append(f"| {n} | {r['n_tests']} | {r['top1_mean']:.1f} ± {r['top1_std']:.1f} | {r['top5_mean']:.1f} ± {r['top5_std']:.1f} |")
+    return "\n".join(rows)
+
+
+def run_analyses(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig, out_dir: str | Path,
+                 cache_dir=None, workers: int = 2, min_train: int = 3) -> dict:
+    """Accuracy by genre and by training tracks per singer over cfg.runs runs at the largest class count that fits,
+    and the similarity study. Writes analyses.json, PNGs and report.md."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = make_splits(tracks, cfg.seed, min_train)
+    stem_cols = [c for c in ("vocals_path", "accompaniment_path") if c in tracks]
+    stems = {r["path"]: {"vocals": r.get("vocals_path") or None, "accompaniment": r.get("accompaniment_path") or None}
+             for _, r in tracks[["path", *stem_cols]].iterrows()}
+    extra = [p for s in splits.values() for p in stems.get(s.test, {}).values() if p]
+    needed = [p for s in splits.values() for p in (s.test, s.val, *s.train)]
+    win = _embed_all(embedder, tracks[tracks["path"].isin(needed)], extra, cache_dir, workers)
+    fix_val_windows(splits, {p: len(w.emb) for p, w in win.items()}, cfg.seed)
+    n = max([c for c in cfg.class_counts if c <= len(splits)] or [len(splits)])
+    res = sweep(win, splits, ExperimentConfig(**{**cfg.__dict__, "class_counts": [n]}))
+    runs = res["records"][str(n)]
+    genre = dict(zip(tracks["path"], tracks["genre"]))
+    report, result = [], {"classes": n, "backend": embedder.name}
+    g = by_group(runs, lambda r: genre.get(r["path"]) or None)
+    if g:
+        result["genre"] = g
+        plot_groups(g, "top5", f"top-5 by genre, {n} singers", out / "genre.png")
+        report.append(("Accuracy by genre (paper Fig. 2)", table(g, "genre") + "\n\n![genre](genre.png)"))
+    b = by_group(runs, lambda r: bucket_of(r["n_train"]))
+    result["training_tracks"] = b
+    plot_groups(b, "top1", f"top-1 by training tracks per singer, {n} singers", out / "training_tracks.png", violin=True)
+    report.append(("Accuracy by training tracks per singer (paper Fig. 3)", table(b, "training tracks") + "\n\n![tracks](training_tracks.png)"))
+    sim = similarity_study(win, splits, stems, cfg.seed)
+    result["similarity"] = sim
+    plot_similarity(sim, out / "similarity.png")
+    report.append(("Similarity study (paper Fig. 4)", "\n".join(
+        ["| pair | mean cosine | std | tracks |", "|---|---:|---:|---:|"]
+        + [f"| {k} | {v['mean']:.3f} | {v['std']:.3f} | {v['n']} |" for k, v in sim.items()]) + "\n\n![similarity](similarity.png)"))
+    save_json(out / "analyses.json", result)
+    write_report(out, f"singerid analyses: {embedder.name}, {n} singers, {cfg.runs} runs", report)
+    return result

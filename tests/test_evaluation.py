@@ -1,0 +1,178 @@
+"""Identification protocol: splits, vote, heads, sweeps, loaders, analyses and the evaluate contract."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from singerid.cli import main
+from singerid.data.manifest import load_tracks
+from singerid.eval.cache import Windows
+from singerid.eval.datasets import load_split_files
+from singerid.eval.experiments import ExperimentConfig, sweep
+from singerid.eval.heads import CentroidClassifier, HeadConfig, train_head
+from singerid.eval.splits import load_splits, make_splits, save_splits
+from singerid.eval.vote import majority_vote, topk_hits
+from singerid.models import create_model, save_model
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    return str(save_model(tmp_path_factory.mktemp("ck") / "tiny", create_model("tiny", seed=0)))
+
+
+def _table(n_singers=5, n_tracks=6) -> pd.DataFrame:
+    rows = [{"path": f"/x/{s}_{t}.flac", "singer": f"s{s}", "song": f"{s}_{t}", "kind": "real", "stem": "mixture",
+             "split": "", "vocal_segs": None} for s in range(n_singers) for t in range(n_tracks)]
+    return pd.DataFrame(rows)
+
+
+def test_splits_disjoint_reproducible_and_saved(tmp_path):
+    t = _table()
+    t = pd.concat([t, pd.DataFrame([{"path": "/x/few.flac", "singer": "few", "song": "f", "kind": "real", "stem": "mixture", "split": ""}])])
+    a, b, c = make_splits(t, seed=1), make_splits(t, seed=1), make_splits(t, seed=2)
+    assert a == b and a != c
+    assert "few" not in a  # 1 track: cannot give test + val + 3 train
+    for s in a.values():
+        assert s.test != s.val and s.test not in s.train and s.val not in s.train and len(s.train) == 4
+    save_splits(tmp_path / "splits.json", a)
+    assert load_splits(tmp_path / "splits.json") == a
+
+
+def test_given_split_column_is_honoured():
+    t = _table(2, 5)
+    t["split"] = ["test", "val", "train", "train", "train"] * 2
+    s = make_splits(t)
+    assert s["s0"].test == "/x/0_0.flac" and s["s0"].val == "/x/0_1.flac" and len(s["s0"].train) == 3
+
+
+def test_majority_vote_and_topk_on_hand_made_tables():
+    # 5 windows, 4 classes: votes 0:2, 2:2, 3:1 → tie between 0 and 2 broken by summed scores (class 2 higher)
+    s = np.array([[.9, 0, .1, 0], [.8, 0, .1, .1], [.1, 0, .7, .2], [0, .1, .95, 0], [0, 0, .2, .6]])
+    ranking, votes = majority_vote(s)
+    assert list(votes) == [2, 0, 2, 1]
+    assert list(ranking[:3]) == [2, 0, 3]
+    rankings = [np.array([2, 0, 3, 1]), np.array([1, 0, 2, 3]), np.array([3, 2, 1, 0])]
+    assert list(topk_hits(rankings, [2, 0, 0], 1)) == [True, False, False]
+    assert list(topk_hits(rankings, [2, 0, 0], 2)) == [True, True, False]
+    with pytest.raises(ValueError):
+        majority_vote(np.zeros((0, 3)))
+
+
+def _clusters(n_classes=6, dim=32, n_tracks=5, n_win=6, noise=0.5, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_classes, dim))
+    def track(c):
+        x = centres[c] + noise * rng.standard_normal((n_win, dim))
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return centres, track
+
+
+def test_classifier_head_and_centroid_learn_separable_classes():
+    _, track = _clusters()
+    tr = [track(c) for c in range(6) for _ in range(4)]
+    y = np.repeat(np.arange(6), 4)
+    val = np.concatenate([track(c)[:4] for c in range(6)])
+    yv = np.repeat(np.arange(6), 4)
+    head = train_head(tr, y, val, yv, 6, HeadConfig(max_epochs=15, stop_patience=5))
+    test = [track(c) for c in range(6)]
+    assert np.mean([majority_vote(head.scores(t))[0][0] == c for c, t in enumerate(test)]) >= 5 / 6
+    cen = CentroidClassifier.fit(np.concatenate(tr), np.repeat(y, 6), 6)
+    assert np.mean([majority_vote(cen.scores(t))[0][0] == c for c, t in enumerate(test)]) == 1.0
+
+
+def test_sweep_two_counts_two_runs_gives_mean_and_std():
+    _, track = _clusters(n_classes=8, noise=0.8)
+    t = _table(8, 6)
+    splits = make_splits(t, seed=0)
+    win = {p: Windows(np.arange(6.0), track(int(p.split("/")[-1].split("_")[0]))) for p in t["path"]}
+    cfg = ExperimentConfig(class_counts=[4, 8], runs=2, method="head", head=HeadConfig(max_epochs=8, stop_patience=4))
+    res = sweep(win, splits, cfg)
+    assert set(res["results"]) == {"4", "8"}
+    for r in res["results"].values():
+        assert len(r["top1_runs"]) == 2 and 0 <= r["top1_std"] <= 50
+        assert r["top1_mean"] == pytest.approx(np.mean(r["top1_runs"]))
+        assert r["top5_mean"] >= r["top1_mean"]
+    assert res["results"]["4"]["n_tests"] == 4 and res["results"]["8"]["n_tests"] == 8
+    # cloned protocol: clones of s0/s1 are the test set, their classes always included
+    clones = {"s0": ["/x/0_0.flac"], "s1": ["/x/1_0.flac"]}
+    cl = sweep(win, splits, ExperimentConfig(class_counts=[3], runs=2, method="centroid"), tests=clones, label="cloned")
+    assert cl["results"]["3"]["n_tests"] == 2
+    assert all({r["singer"] for r in run} == {"s0", "s1"} for run in cl["records"]["3"])
+
+
+def test_fma_and_mtg_loaders_read_the_authors_schema(tmp_path):
+    fma = {"train": {"12": {"track": [{"file_id": "012345.mp3", "vocal_segs": [0, 12.0]}, {"file_id": "012346.mp3", "vocal_segs": [6]}]}},
+           "val": {"12": {"track": {"file_id": "012347.mp3", "vocal_segs": [3]}}},
+           "test": {"12": {"track": {"file_id": "099999.mp3", "vocal_segs": [30]}}}}
+    mtg = {"train": {"artist_7": [{"file_id": "07/1234.mp3", "vocal_segs": [0]}]},
+           "val": {"artist_7": {"file_id": "08/1.mp3", "vocal_segs": [1]}},
+           "test": {"artist_7": {"file_id": "09/2.mp3", "vocal_segs": [2]}}}
+    for name, data in (("fma", fma), ("mtg", mtg)):
+        files = {}
+        for split, d in data.items():
+            files[split] = tmp_path / f"{name}_{split}.json"
+            files[split].write_text(json.dumps(d))
+        df = load_split_files(name, files, "/data")
+        assert set(df["split"]) == {"train", "val", "test"}
+        if name == "fma":
+            assert len(df) == 4 and "/data/fma_full/012/012345.mp3" in set(df["path"])
+            assert json.loads(df[df["split"] == "test"]["vocal_segs"].iloc[0]) == [30.0]
+        else:
+            assert "/data/mtg-jamendo-dataset/audio/07/1234.mp3" in set(df["path"])
+    out = tmp_path / "fma.csv"
+    assert main(["convert-splits", "--format", "fma", "--train", str(tmp_path / "fma_train.json"), "--val",
+                 str(tmp_path / "fma_val.json"), "--test", str(tmp_path / "fma_test.json"), "--audio-root", "/data",
+                 "--out", str(out)]) == 0
+    t = load_tracks(out)
+    assert t["vocal_segs"].iloc[0] == [0.0, 12.0]
+
+
+def test_evaluate_contract_writes_documented_json(synth_catalogue, tmp_path, tiny_ckpt, capsys):
+    t = pd.read_csv(synth_catalogue)
+    base = synth_catalogue.parent
+    t["path"] = [str(base / p) for p in t["vocals_path"]]
+    q = t.groupby("singer").head(1)
+    e = t.drop(q.index)
+    q = pd.concat([q, pd.DataFrame([{"path": str(tmp_path / "missing.flac"), "singer": "singer00"}])])
+    e[["path", "singer"]].to_csv(tmp_path / "e.csv", index=False)
+    q[["path", "singer"]].to_csv(tmp_path / "q.csv", index=False)
+    out = tmp_path / "r.json"
+    for method in ("centroid", "head"):
+        assert main(["evaluate", "--enroll", str(tmp_path / "e.csv"), "--query", str(tmp_path / "q.csv"), "--json",
+                     str(out), "--checkpoint", tiny_ckpt, "--method", method, "--cache", str(tmp_path / "cache")]) == 0
+        r = json.loads(out.read_text())
+        assert {"top1", "top5", "n", "queries"} <= set(r)
+        assert 0 <= r["top1"] <= r["top5"] <= 1 and r["n"] == 7
+        assert r["n_errors"] == 1
+        ok = [x for x in r["queries"] if "error" not in x]
+        assert len(ok) == 6
+        for x in ok:
+            assert set(x) >= {"path", "singer", "predicted"} and 1 <= len(x["predicted"]) <= 5
+            assert all(isinstance(s, str) and isinstance(v, float) for s, v in x["predicted"])
+            assert {s for s, _ in x["predicted"]} <= set(e["singer"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "top-1" in line and "top-5" in line
+    assert any((tmp_path / "cache").rglob("*.npz"))  # windows cached for reuse
+
+
+def test_sweep_and_analyse_commands_write_results(tmp_path, tiny_ckpt):
+    from singerid.testing import make_catalogue
+
+    table = make_catalogue(tmp_path / "cat", n_singers=5, songs_per_singer=5, seconds=13.0, seed=3)
+    t = pd.read_csv(table)
+    t["genre"] = ["pop" if i % 2 else "folk" for i in range(len(t))]
+    t.to_csv(table, index=False)
+    common = ["--manifest", str(table), "--classes", "3", "5", "--runs", "2", "--checkpoint", tiny_ckpt, "--cache", "none"]
+    assert main(["sweep", "--out", str(tmp_path / "sw"), "--method", "centroid", *common]) == 0
+    res = json.loads((tmp_path / "sw" / "results.json").read_text())
+    assert set(res["closed"]["results"]) == {"3", "5"}
+    assert (tmp_path / "sw" / "splits.json").is_file() and (tmp_path / "sw" / "report.md").is_file()
+    assert main(["analyse", "--out", str(tmp_path / "an"), "--method", "centroid", *common]) == 0
+    a = json.loads((tmp_path / "an" / "analyses.json").read_text())
+    assert set(a["genre"]) == {"pop", "folk"}
+    assert set(a["similarity"]) == {"test/other", "test/val", "test/vocal", "test/instru", "test/test"}
+    for png in ("genre.png", "training_tracks.png", "similarity.png"):
+        assert (tmp_path / "an" / png).stat().st_size > 1000
