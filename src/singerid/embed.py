@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .audio import WINDOW_SECONDS, AudioError, cut_windows, load_audio, peak_normalise, window_starts
+from .vad import vocal_windows
 
 log = logging.getLogger(__name__)
 
@@ -57,32 +58,47 @@ class CheckpointEmbedder:
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
 
-def track_windows(
-    path: str, sample_rate: int = 16000, seconds: float = WINDOW_SECONDS, starts: list[float] | None = None,
-    hop: float | None = None,
+def wave_windows(
+    wave: np.ndarray, seconds: float = WINDOW_SECONDS, starts: list[float] | None = None, separator=None,
+    vocal_only: bool = True, sample_rate: int = 16000,
 ) -> tuple[list[float], np.ndarray]:
-    """Decode a file → (window starts in s, [N, seconds * sample_rate] peak-normalised windows)."""
-    wave = load_audio(path, sample_rate)
+    """16 kHz wave → (window starts s, [N, seconds * sample_rate] peak-normalised windows).
+
+    With a separator the windows come from the separated vocal stem. Unless `starts` are given (e.g. the table's
+    `vocal_segs`), only windows with vocal activity are kept (at least one per track)."""
+    mixture = wave
+    if separator is not None:
+        wave = separator.separate(wave)["vocals"]
     duration = len(wave) / sample_rate
     if starts:
         starts = [s for s in starts if s < duration] or [0.0]
+    elif vocal_only:
+        starts = vocal_windows(wave, mixture if separator is not None else None, seconds)
     else:
-        starts = window_starts(duration, seconds, hop)
+        starts = window_starts(duration, seconds)
     return starts, peak_normalise(cut_windows(wave, starts, seconds, sample_rate))
 
 
-class _TrackWindows(Dataset):
-    def __init__(self, paths: list[str], starts: list, sample_rate: int, seconds: float, hop: float | None):
-        self.paths, self.starts, self.sr, self.seconds, self.hop = paths, starts, sample_rate, seconds, hop
+def track_windows(path: str, sample_rate: int = 16000, seconds: float = WINDOW_SECONDS,
+                  starts: list[float] | None = None, separator=None, vocal_only: bool = True) -> tuple[list[float], np.ndarray]:
+    """Decode a file → `wave_windows` of it."""
+    return wave_windows(load_audio(path, sample_rate), seconds, starts, separator, vocal_only, sample_rate)
+
+
+class _Decoded(Dataset):
+    """Decoding in DataLoader workers: index → (index, wave or None, error or None)."""
+
+    def __init__(self, paths: list[str], sample_rate: int):
+        self.paths, self.sr = paths, sample_rate
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         try:
-            return i, *track_windows(self.paths[i], self.sr, self.seconds, self.starts[i], self.hop), None
+            return i, load_audio(self.paths[i], self.sr), None
         except AudioError as e:
-            return i, [], None, str(e)
+            return i, None, str(e)
 
 
 @dataclass
@@ -95,29 +111,32 @@ class TrackEmbedding:
 
 
 def iter_track_embeddings(
-    embedder: Embedder, paths: list[str], starts: list | None = None, workers: int = 2, hop: float | None = None,
-    progress: bool = True,
+    embedder: Embedder, paths: list[str], starts: list | None = None, workers: int = 2, progress: bool = True,
+    separator=None, vocal_only: bool = True,
 ) -> Iterator[TrackEmbedding]:
-    """Embed every window of every file; unreadable files come back with `error` set (never abort the run)."""
+    """Embed the (vocal) windows of every file: decoding in workers, separation and the encoder in this process.
+    Unreadable files come back with `error` set (they never abort the run)."""
     starts = starts if starts is not None else [None] * len(paths)
-    ds = _TrackWindows(list(paths), list(starts), embedder.sample_rate, embedder.window_seconds, hop)
-    loader = DataLoader(ds, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
-    for i, st, windows, err in tqdm(loader, total=len(ds), desc=f"embed {embedder.name}", disable=None if progress else True, unit="track"):
+    loader = DataLoader(_Decoded(list(paths), embedder.sample_rate), batch_size=None, num_workers=workers,
+                        prefetch_factor=4 if workers else None)
+    for i, wave, err in tqdm(loader, total=len(paths), desc=f"embed {embedder.name}", disable=None if progress else True, unit="track"):
         if err:
             log.warning("skipped %s", err)
             yield TrackEmbedding(i, paths[i], [], np.zeros((0, embedder.dim), np.float32), err)
             continue
-        yield TrackEmbedding(i, paths[i], list(st), embedder.embed_windows(np.asarray(windows)))
+        st, windows = wave_windows(np.asarray(wave), embedder.window_seconds, starts[i], separator, vocal_only, embedder.sample_rate)
+        yield TrackEmbedding(i, paths[i], list(st), embedder.embed_windows(windows))
 
 
 def embed_tracks(
-    embedder: Embedder, tracks: pd.DataFrame, column: str = "path", workers: int = 2, progress: bool = True
+    embedder: Embedder, tracks: pd.DataFrame, column: str = "path", workers: int = 2, progress: bool = True,
+    separator=None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Tracks table → (one row per window: path, singer, song, start, embedding [D]; errors)."""
     rows, errors = [], []
     segs = [v if isinstance(v, (list, tuple)) else None for v in tracks.get("vocal_segs", [None] * len(tracks))]
     paths = [p or q for p, q in zip(tracks[column], tracks["path"])]
-    for te in iter_track_embeddings(embedder, paths, segs, workers, progress=progress):
+    for te in iter_track_embeddings(embedder, paths, segs, workers, progress=progress, separator=separator):
         if te.error:
             errors.append(te.error)
             continue

@@ -24,7 +24,7 @@ class Windows:
 
 def model_key(embedder: Embedder) -> str:
     """Identifies the weights as well as the name (a retrained checkpoint never reuses stale embeddings)."""
-    parts = [embedder.name, str(embedder.dim), str(embedder.window_seconds)]
+    parts = [embedder.name, str(embedder.dim), str(embedder.window_seconds), "vocal-windows-v1"]
     model = getattr(embedder, "model", None)
     if model is not None:
         h = hashlib.sha1()
@@ -41,11 +41,13 @@ def _file_key(path: str, extra: str) -> str:
 
 def embed_files(
     embedder: Embedder, paths: list[str], cache_dir: str | os.PathLike | None = None, starts: list | None = None,
-    workers: int = 2, progress: bool = True,
+    workers: int = 2, progress: bool = True, separator=None,
 ) -> list[Windows]:
-    """→ one Windows per path (error set for unreadable files), from the cache where possible."""
+    """→ one Windows per path (error set for unreadable files), from the cache where possible. The cache folder is
+    per (model, separation backend)."""
     starts = starts if starts is not None else [None] * len(paths)
-    folder = Path(cache_dir) / model_key(embedder) if cache_dir else None
+    sep = separator.name if separator is not None else "none"
+    folder = Path(cache_dir) / f"{model_key(embedder)}-{sep}" if cache_dir else None
     if folder:
         folder.mkdir(parents=True, exist_ok=True)
     out: list[Windows | None] = [None] * len(paths)
@@ -59,7 +61,8 @@ def embed_files(
             todo.append(i)
     if todo:
         log.info("embedding %d of %d files with %s", len(todo), len(paths), embedder.name)
-    for te in iter_track_embeddings(embedder, [paths[i] for i in todo], [starts[i] for i in todo], workers, progress=progress):
+    for te in iter_track_embeddings(embedder, [paths[i] for i in todo], [starts[i] for i in todo], workers,
+                                    progress=progress, separator=separator):
         i = todo[te.index]
         out[i] = Windows(np.asarray(te.starts, np.float32), te.embeddings.astype(np.float32), te.error)
         f = _cache_file(folder, paths[i], starts[i])

@@ -62,9 +62,9 @@ def rank_tracks(clf, windows: list[Windows], decision: str = "vote") -> list[tup
 
 def evaluate(
     enrol: pd.DataFrame, query: pd.DataFrame, embedder: Embedder, method: str = "centroid", decision: str = "vote",
-    cache_dir=None, workers: int = 2, seed: int = 0, k: int = 5,
+    cache_dir=None, workers: int = 2, seed: int = 0, k: int = 5, separator=None,
 ) -> dict:
-    ew = embed_files(embedder, list(enrol["path"]), cache_dir, workers=workers)
+    ew = embed_files(embedder, list(enrol["path"]), cache_dir, workers=workers, separator=separator)
     ok = [i for i, w in enumerate(ew) if not w.error and len(w.emb)]
     if len(ok) < len(ew):
         log.warning("%d enrolment file(s) unreadable and skipped", len(ew) - len(ok))
@@ -73,7 +73,7 @@ def evaluate(
         raise ValueError(f"need at least 2 enrolled singers with readable audio, have {len(singers)}")
     idx = {s: j for j, s in enumerate(singers)}
     clf = fit_classifier([ew[i] for i in ok], [idx[enrol["singer"].iloc[i]] for i in ok], len(singers), method, seed)
-    qw = embed_files(embedder, list(query["path"]), cache_dir, workers=workers)
+    qw = embed_files(embedder, list(query["path"]), cache_dir, workers=workers, separator=separator)
     queries, top1, topk = [], 0, 0
     for (path, singer), w, r in zip(query[["path", "singer"]].itertuples(index=False), qw, rank_tracks(clf, qw, decision)):
         item = {"path": path, "singer": singer, "predicted": []}
@@ -90,7 +90,8 @@ def evaluate(
     n = len(queries)
     return {
         "top1": top1 / n if n else 0.0, "top5": topk / n if n else 0.0, "n": n, "method": method, "decision": decision,
-        "backend": embedder.name, "singers": len(singers),
+        "backend": embedder.name, "separation": separator.name if separator is not None else "none",
+        "singers": len(singers),
         "n_errors": sum("error" in q for q in queries),
         "n_not_enrolled": int(sum(s not in idx for s in query["singer"])),
         "queries": queries,

@@ -16,15 +16,16 @@ from .splits import fix_val_windows, make_splits, save_splits
 log = logging.getLogger(__name__)
 
 
-def _embed_all(embedder: Embedder, tracks: pd.DataFrame, extra: list[str], cache_dir, workers: int) -> dict[str, Windows]:
+def _embed_all(embedder: Embedder, tracks: pd.DataFrame, extra: list[str], cache_dir, workers: int,
+               separator=None) -> dict[str, Windows]:
     segs = {p: (v if isinstance(v, (list, tuple)) else None) for p, v in zip(tracks["path"], tracks["vocal_segs"])}
     paths = sorted(set(tracks["path"]) | set(extra))
-    wins = embed_files(embedder, paths, cache_dir, starts=[segs.get(p) for p in paths], workers=workers)
+    wins = embed_files(embedder, paths, cache_dir, starts=[segs.get(p) for p in paths], workers=workers, separator=separator)
     return dict(zip(paths, wins))
 
 
 def run_sweep(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig, out_dir: str | Path,
-              cache_dir=None, workers: int = 2, min_train: int = 3) -> dict:
+              cache_dir=None, workers: int = 2, min_train: int = 3, separator=None) -> dict:
     """Closed-set sweep on the real tracks and, when the table has `kind=cloned` rows, the cloned protocol.
     Writes splits.json, results.json, records.json and report.md to out_dir."""
     out = Path(out_dir)
@@ -34,7 +35,7 @@ def run_sweep(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig, o
         raise ValueError(f"only {len(splits)} singer(s) have ≥ {min_train} training tracks + a test and a validation track")
     clones = tracks[(tracks["kind"] == "cloned") & tracks["singer"].isin(list(splits))]
     needed = [p for s in splits.values() for p in (s.test, s.val, *s.train)]
-    win = _embed_all(embedder, tracks[tracks["path"].isin(needed)], list(clones["path"]), cache_dir, workers)
+    win = _embed_all(embedder, tracks[tracks["path"].isin(needed)], list(clones["path"]), cache_dir, workers, separator)
     fix_val_windows(splits, {p: len(w.emb) for p, w in win.items()}, cfg.seed)
     save_splits(out / "splits.json", splits, {"seed": cfg.seed, "min_train": min_train, "backend": embedder.name})
     results = {"backend": embedder.name, "closed": sweep(win, splits, cfg)}
@@ -56,7 +57,7 @@ def _results_table(v: dict) -> str:
 
 
 def run_analyses(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig, out_dir: str | Path,
-                 cache_dir=None, workers: int = 2, min_train: int = 3) -> dict:
+                 cache_dir=None, workers: int = 2, min_train: int = 3, separator=None) -> dict:
     """Accuracy by genre and by training tracks per singer over cfg.runs runs at the largest class count that fits,
     and the similarity study. Writes analyses.json, PNGs and report.md."""
     out = Path(out_dir)
@@ -67,7 +68,7 @@ def run_analyses(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig
              for _, r in tracks[["path", *stem_cols]].iterrows()}
     extra = [p for s in splits.values() for p in stems.get(s.test, {}).values() if p]
     needed = [p for s in splits.values() for p in (s.test, s.val, *s.train)]
-    win = _embed_all(embedder, tracks[tracks["path"].isin(needed)], extra, cache_dir, workers)
+    win = _embed_all(embedder, tracks[tracks["path"].isin(needed)], extra, cache_dir, workers, separator)
     fix_val_windows(splits, {p: len(w.emb) for p, w in win.items()}, cfg.seed)
     n = max([c for c in cfg.class_counts if c <= len(splits)] or [len(splits)])
     res = sweep(win, splits, ExperimentConfig(**{**cfg.__dict__, "class_counts": [n]}))

@@ -56,6 +56,7 @@ class TrainConfig:
     ckpt_every: int | None = None  # extra checkpoints every N steps (always at each epoch end)
     keep_checkpoints: int = 2
     tensorboard: bool = False
+    separate: str = "none"  # vocal/hybrid modes: separate mixtures that have no vocals_path (cached on disk)
 
     def resolved(self) -> "TrainConfig":
         """Fill the None training settings from the model preset."""
@@ -123,6 +124,15 @@ def train(cfg: TrainConfig) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     tracks = load_tracks(cfg.manifest)
+    if cfg.separate != "none" and cfg.mode in ("vocal", "hybrid"):
+        from ..separation import ensure_vocal_stems, load_separator
+        from ..weights import home
+
+        sep = load_separator(cfg.separate, str(ctx.device), home() / "separated")
+        tracks = ensure_vocal_stems(tracks, sep, home() / "stems" / sep.name) if ctx.is_main else tracks
+        dist.barrier(ctx)
+        if not ctx.is_main:
+            tracks = ensure_vocal_stems(tracks, sep, home() / "stems" / sep.name)  # all cached by rank 0 now
     sources = build_sources(tracks, cfg.mode)
     train_s, val_s = split_singers(list(sources), tracks, cfg.val_fraction, cfg.seed)
     log.info("%s mode: %d training singers, %d validation singers", cfg.mode, len(train_s), len(val_s))
