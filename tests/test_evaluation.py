@@ -142,7 +142,8 @@ def test_evaluate_contract_writes_documented_json(synth_catalogue, tmp_path, tin
     out = tmp_path / "r.json"
     for method in ("centroid", "head"):
         assert main(["evaluate", "--enroll", str(tmp_path / "e.csv"), "--query", str(tmp_path / "q.csv"), "--json",
-                     str(out), "--checkpoint", tiny_ckpt, "--method", method, "--cache", str(tmp_path / "cache")]) == 0
+                     str(out), "--checkpoint", tiny_ckpt, "--method", method, "--cache", str(tmp_path / "cache"),
+                     "--separate", "none"]) == 0
         r = json.loads(out.read_text())
         assert {"top1", "top5", "n", "queries"} <= set(r)
         assert 0 <= r["top1"] <= r["top5"] <= 1 and r["n"] == 7
@@ -165,7 +166,8 @@ def test_sweep_and_analyse_commands_write_results(tmp_path, tiny_ckpt):
     t = pd.read_csv(table)
     t["genre"] = ["pop" if i % 2 else "folk" for i in range(len(t))]
     t.to_csv(table, index=False)
-    common = ["--manifest", str(table), "--classes", "3", "5", "--runs", "2", "--checkpoint", tiny_ckpt, "--cache", "none"]
+    common = ["--manifest", str(table), "--classes", "3", "5", "--runs", "2", "--checkpoint", tiny_ckpt, "--cache", "none",
+              "--separate", "none"]
     assert main(["sweep", "--out", str(tmp_path / "sw"), "--method", "centroid", *common]) == 0
     res = json.loads((tmp_path / "sw" / "results.json").read_text())
     assert set(res["closed"]["results"]) == {"3", "5"}

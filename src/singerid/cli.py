@@ -142,8 +142,9 @@ def cmd_embed(a) -> int:
 def _backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", help="embedding backend: voice (default, pretrained speaker encoder)")
     p.add_argument("--checkpoint", help="a trained singerid checkpoint (run folder, folder or file)")
-    p.add_argument("--separate", choices=["none", "spleeter", "demucs"], default="none",
-                   help="separate the vocals before embedding (spleeter: offline weights, see fetch-weights)")
+    p.add_argument("--separate", choices=["auto", "none", "spleeter", "demucs"], default="auto",
+                   help="separate the vocals before embedding; auto (default): spleeter when its weights are "
+                        "fetched, skipping rows marked stem=vocals")
     p.add_argument("--cache", help="embedding cache folder (default: $SINGERID_HOME/embeddings); 'none' disables")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
@@ -154,9 +155,19 @@ def _separator(a):
     from .separation.base import load_separator
     from .weights import home
 
-    if a.separate == "none":
+    name = a.separate
+    if name == "auto":
+        from .weights import WeightsMissing, locate
+
+        try:
+            locate("spleeter")
+            name = "spleeter"
+        except WeightsMissing:
+            log.warning("no separation: spleeter weights not fetched (singerid fetch-weights); mixtures will suffer")
+            return None
+    if name == "none":
         return None
-    return load_separator(a.separate, a.device, None if a.cache == "none" else home() / "separated")
+    return load_separator(name, a.device, None if a.cache == "none" else home() / "separated")
 
 
 def _cache_dir(a) -> str | None:
@@ -177,7 +188,7 @@ def cmd_evaluate(a) -> int:
 
     emb = load_embedder(a.backend, a.checkpoint, a.device)
     r = evaluate(load_tracks(a.enroll), load_tracks(a.query), emb, a.method, a.decision, _cache_dir(a), a.workers, a.seed,
-                 separator=_separator(a))
+                 separator=_separator(a), auto=a.separate == "auto")
     with open(a.json, "w") as fh:
         json.dump(r, fh, indent=1)
     print(f"{r['backend']} {r['method']}/{r['decision']}, separation {r['separation']}: top-1 {100 * r['top1']:.1f} %, top-5 {100 * r['top5']:.1f} % "

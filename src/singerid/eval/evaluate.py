@@ -60,11 +60,27 @@ def rank_tracks(clf, windows: list[Windows], decision: str = "vote") -> list[tup
     return out
 
 
+def embed_table(embedder: Embedder, tracks: pd.DataFrame, cache_dir=None, workers: int = 2, separator=None,
+                auto: bool = False) -> list[Windows]:
+    """Embed a table's files. With `auto`, rows already marked `stem=vocals` skip separation."""
+    paths = list(tracks["path"])
+    if separator is None or not auto or "stem" not in tracks:
+        return embed_files(embedder, paths, cache_dir, workers=workers, separator=separator)
+    is_vocal = list(tracks["stem"] == "vocals")
+    out: list[Windows | None] = [None] * len(paths)
+    for flag, sep in ((True, None), (False, separator)):
+        idx = [i for i, v in enumerate(is_vocal) if v == flag]
+        if idx:
+            for i, w in zip(idx, embed_files(embedder, [paths[i] for i in idx], cache_dir, workers=workers, separator=sep)):
+                out[i] = w
+    return out  # type: ignore[return-value]
+
+
 def evaluate(
     enrol: pd.DataFrame, query: pd.DataFrame, embedder: Embedder, method: str = "centroid", decision: str = "vote",
-    cache_dir=None, workers: int = 2, seed: int = 0, k: int = 5, separator=None,
+    cache_dir=None, workers: int = 2, seed: int = 0, k: int = 5, separator=None, auto: bool = True,
 ) -> dict:
-    ew = embed_files(embedder, list(enrol["path"]), cache_dir, workers=workers, separator=separator)
+    ew = embed_table(embedder, enrol, cache_dir, workers, separator, auto)
     ok = [i for i, w in enumerate(ew) if not w.error and len(w.emb)]
     if len(ok) < len(ew):
         log.warning("%d enrolment file(s) unreadable and skipped", len(ew) - len(ok))
@@ -73,7 +89,7 @@ def evaluate(
         raise ValueError(f"need at least 2 enrolled singers with readable audio, have {len(singers)}")
     idx = {s: j for j, s in enumerate(singers)}
     clf = fit_classifier([ew[i] for i in ok], [idx[enrol["singer"].iloc[i]] for i in ok], len(singers), method, seed)
-    qw = embed_files(embedder, list(query["path"]), cache_dir, workers=workers, separator=separator)
+    qw = embed_table(embedder, query, cache_dir, workers, separator, auto)
     queries, top1, topk = [], 0, 0
     for (path, singer), w, r in zip(query[["path", "singer"]].itertuples(index=False), qw, rank_tracks(clf, qw, decision)):
         item = {"path": path, "singer": singer, "predicted": []}
