@@ -101,6 +101,31 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=int, default=10)
     r.add_argument("--seed", type=int, default=0)
 
+    n = sub.add_parser("enroll", help="add the tracks of a table to a catalogue (created if needed)")
+    n.add_argument("tracks", help="tracks table: path, singer (, song, stem)")
+    n.add_argument("--catalogue", required=True, help="catalogue folder")
+    n.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], default="flat", help="FAISS index for a new catalogue")
+    n.add_argument("--far", type=float, default=0.05, help="false-acceptance rate the 'unknown' threshold is set for")
+    _backend_args(n)
+
+    i = sub.add_parser("identify", help="whose voice is this? ranked singers, evidence, 'unknown'")
+    i.add_argument("files", nargs="+")
+    i.add_argument("--catalogue", required=True)
+    i.add_argument("--top", type=int, default=5)
+    i.add_argument("--json", action="store_true", help="print one JSON list (one object per file)")
+    i.add_argument("--device", default="cpu")
+
+    y = sub.add_parser("verify", help="same singer? two files, or EER/minDCF over a trial list")
+    y.add_argument("files", nargs="*", help="two audio files")
+    y.add_argument("--trials", help="trial list: 'label enroll test' per line (label 1 = same singer)")
+    y.add_argument("--catalogue", help="use this catalogue's model and calibrated threshold")
+    y.add_argument("--threshold", type=float, help="decision threshold (default: the catalogue's calibration)")
+    _backend_args(y)
+
+    m = sub.add_parser("remove-singer", help="remove a singer and their tracks from a catalogue")
+    m.add_argument("singer")
+    m.add_argument("--catalogue", required=True)
+
     sub.add_parser("models", help="list the model presets")
 
     q = sub.add_parser("quickstart", help="synthesise singers, train the tiny model briefly, show what it learned")
@@ -306,6 +331,117 @@ def cmd_train_vad(a) -> int:
 
 
 @command
+def cmd_enroll(a) -> int:
+    from .catalogue import Catalogue
+    from .data.manifest import load_tracks
+
+    tracks = load_tracks(a.tracks)
+    cat = Catalogue.create(a.catalogue, a.backend or "voice", a.checkpoint, a.separate, a.index, a.device)
+    r = cat.enroll(tracks, a.workers, calibrate_after=False,
+                   on_track=(lambda p, s: print(f"enrolled {s}: {p}", flush=True)) if a.verbose else None)
+    cal = cat.calibrate(a.far)
+    print(f"{a.catalogue}: enrolled {r['enrolled']} track(s), {r['skipped']} already there, {len(r['errors'])} unreadable; "
+          f"{len(cat.singers())} singers, {cat.store.count()} tracks")
+    if cal.get("threshold") is not None:
+        print(f"'unknown' threshold {cal['threshold']:.3f} for {100 * a.far:.0f} % false acceptance "
+              f"(held-out real tracks accepted: {100 * cal['genuine_accept_rate']:.0f} %)")
+    for e in r["errors"]:
+        print(f"singerid enroll: skipped {e}", file=sys.stderr)
+    return 0
+
+
+@command
+def cmd_identify(a) -> int:
+    import json
+
+    from . import CAVEAT
+    from .catalogue import Catalogue
+
+    cat = Catalogue.open(a.catalogue, a.device)
+    results, failed = [], 0
+    for f in a.files:
+        try:
+            results.append(cat.identify(f, a.top))
+        except AudioError as e:
+            failed += 1
+            results.append({"path": f, "error": str(e), "caveat": CAVEAT})
+            print(f"singerid identify: error: {e}", file=sys.stderr)
+    if a.json:
+        print(json.dumps(results, indent=1))
+    else:
+        for r in results:
+            if "error" in r:
+                continue
+            print(f"{r['path']}: {r['decision']}")
+            for c in r["candidates"]:
+                conf = f", confidence {100 * c['confidence']:.0f} %" if c["confidence"] is not None else ""
+                print(f"  {c['singer']:24s} score {c['score']:.3f}, {c['votes']} window vote(s){conf}")
+            line = " ".join(f"{w['start']:.0f}s:{w['singer']}" for w in r["windows"][:12])
+            print(f"  windows: {line}{' ...' if len(r['windows']) > 12 else ''}")
+        print(CAVEAT)
+    return 2 if failed else 0
+
+
+@command
+def cmd_verify(a) -> int:
+    import numpy as np
+
+    from .catalogue import eer, min_dcf
+    from .embed import track_windows
+
+    if a.catalogue:
+        from .catalogue import Catalogue
+
+        cat = Catalogue.open(a.catalogue, a.device)
+        emb, sep = cat.embedder, cat.separator
+        thr = a.threshold if a.threshold is not None else (cat.store.get_meta("calibration") or {}).get("verify_threshold")
+    else:
+        from .backends import load_embedder
+
+        emb, sep, thr = load_embedder(a.backend, a.checkpoint, a.device), _separator(a), a.threshold
+    cache: dict[str, np.ndarray] = {}
+
+    def vec(path: str) -> np.ndarray:
+        if path not in cache:
+            v = emb.embed_windows(track_windows(path, emb.sample_rate, emb.window_seconds, separator=sep)[1]).mean(axis=0)
+            cache[path] = v / max(float(np.linalg.norm(v)), 1e-12)
+        return cache[path]
+
+    if a.trials:
+        labels, scores = [], []
+        for line in open(a.trials):
+            parts = line.replace(",", " ").split()
+            if len(parts) != 3 or parts[0] not in ("0", "1"):
+                continue  # header or blank
+            labels.append(int(parts[0]))
+            scores.append(float(vec(parts[1]) @ vec(parts[2])))
+        y, s = np.array(labels), np.array(scores)
+        e, t = eer(s, y)
+        print(f"{len(y)} trials: EER {100 * e:.2f} % (threshold {t:.3f}), minDCF(p=0.01) {min_dcf(s, y):.3f}")
+        return 0
+    if len(a.files) != 2:
+        raise ValueError("verify needs two files, or --trials FILE")
+    score = float(vec(a.files[0]) @ vec(a.files[1]))
+    verdict = "no threshold (pass --threshold or --catalogue)" if thr is None else ("same singer" if score >= thr else "different singers")
+    print(f"score {score:.3f}, threshold {thr if thr is None else round(thr, 3)}: {verdict}")
+    from . import CAVEAT
+
+    print(CAVEAT)
+    return 0
+
+
+@command
+def cmd_remove_singer(a) -> int:
+    from .catalogue import Catalogue
+
+    n = Catalogue.open(a.catalogue).remove_singer(a.singer)
+    if not n:
+        raise ValueError(f"singer {a.singer!r} is not in {a.catalogue}")
+    print(f"removed {a.singer}: {n} track(s)")
+    return 0
+
+
+@command
 def cmd_fetch_weights(a) -> int:
     from .weights import fetch
 
@@ -340,6 +476,7 @@ def cmd_quickstart(a) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](args)
     except (AudioError, ManifestError, FileNotFoundError, FileExistsError, ValueError, ImportError) as e:

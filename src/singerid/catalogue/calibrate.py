@@ -1,0 +1,115 @@
+"""Calibration on the catalogue's own real tracks, leave-one-track-out (no re-embedding: stored windows are used).
+
+For each held-out track of a singer with ≥ 2 tracks: the genuine score is its score against its own singer's centroid
+computed without it; the impostor score is its best score against every other singer (what an unknown voice close to
+the catalogue would get). The "unknown" threshold is the impostor-score quantile giving the chosen false-acceptance
+rate; confidence is a logistic fit of P(genuine | score). The verification threshold is calibrated the same way on
+track pairs (same singer vs different singers).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def track_score(windows: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """[N, D] windows, [S, D] centroids → [S] mean window cosine per singer (the identification score)."""
+    return (windows @ centroids.T).mean(axis=0)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-np.clip(z, -50, 50)))
+
+
+def fit_logistic(scores: np.ndarray, labels: np.ndarray, iters: int = 100, l2: float = 1e-3) -> tuple[float, float]:
+    """Platt scaling: 1-D logistic regression (Newton) on smoothed targets, so perfectly separated calibration data
+    still gives finite, honest confidences → (a, b) with P = sigmoid(a * s + b)."""
+    pos, neg = labels.sum(), len(labels) - labels.sum()
+    t = np.where(labels > 0, (pos + 1) / (pos + 2), 1 / (neg + 2))
+    a, b = 1.0, 0.0
+    x = scores.astype(np.float64)
+    for _ in range(iters):
+        p = sigmoid(a * x + b)
+        g = np.array([np.sum((p - t) * x) + l2 * a, np.sum(p - t)])
+        w = p * (1 - p) + 1e-9
+        h = np.array([[np.sum(w * x * x) + l2, np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
+        step = np.linalg.solve(h, g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-8:
+            break
+    return float(a), float(b)
+
+
+def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05, max_tracks: int = 5000,
+              seed: int = 0) -> dict:
+    """tracks: (id, singer, path, windows [N, D]) → calibration dict (threshold, logistic, verification, stats)."""
+    singers = sorted({s for _, s, _, _ in tracks})
+    if len(singers) < 2:
+        return {"threshold": None, "reason": "fewer than 2 singers"}
+    idx = {s: i for i, s in enumerate(singers)}
+    means = np.stack([_normalise(w.mean(axis=0)) for _, _, _, w in tracks])  # track embeddings [M, D]
+    lab = np.array([idx[s] for _, s, _, _ in tracks])
+    sums = np.zeros((len(singers), means.shape[1]))
+    np.add.at(sums, lab, means)
+    counts = np.bincount(lab, minlength=len(singers))
+    rng = np.random.default_rng(seed)
+    order = [i for i in rng.permutation(len(tracks)) if counts[lab[i]] >= 2][:max_tracks]
+    genuine, impostor = [], []
+    base = _normalise(sums)
+    for i in order:
+        own = _normalise(sums[lab[i]] - means[i])  # the singer's centroid without this track
+        c = base.copy()
+        c[lab[i]] = own
+        s = track_score(tracks[i][3], c)
+        genuine.append(s[lab[i]])
+        impostor.append(np.delete(s, lab[i]).max())
+    if not genuine:
+        return {"threshold": None, "reason": "no singer has 2 or more tracks"}
+    genuine, impostor = np.array(genuine), np.array(impostor)
+    thr = float(np.quantile(impostor, 1 - far))
+    a, b = fit_logistic(np.concatenate([genuine, impostor]), np.r_[np.ones(len(genuine)), np.zeros(len(impostor))])
+    same, diff = _pair_scores(means, lab, rng)
+    vthr = float(np.quantile(diff, 1 - far)) if len(diff) else None
+    return {
+        "threshold": thr, "far_target": far, "logistic": [a, b], "n_tracks": len(genuine),
+        "genuine_accept_rate": float(np.mean(genuine >= thr)), "impostor_accept_rate": float(np.mean(impostor >= thr)),
+        "verify_threshold": vthr, "verify_eer": eer(np.r_[same, diff], np.r_[np.ones(len(same)), np.zeros(len(diff))])[0]
+        if len(same) and len(diff) else None,
+    }
+
+
+def _pair_scores(means: np.ndarray, lab: np.ndarray, rng, n: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+    i, j = rng.integers(len(means), size=n), rng.integers(len(means), size=n)
+    ok = i != j
+    s = np.einsum("nd,nd->n", means[i[ok]], means[j[ok]])
+    same = lab[i[ok]] == lab[j[ok]]
+    return s[same], s[~same]
+
+
+def eer(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Equal error rate and its threshold from trial scores and 1/0 labels."""
+    order = np.argsort(-scores)
+    s, y = scores[order], labels[order].astype(bool)
+    tp = np.cumsum(y)
+    fp = np.cumsum(~y)
+    fnr = 1 - tp / max(y.sum(), 1)
+    fpr = fp / max((~y).sum(), 1)
+    k = int(np.argmin(np.abs(fnr - fpr)))
+    return float((fnr[k] + fpr[k]) / 2), float(s[k])
+
+
+def min_dcf(scores: np.ndarray, labels: np.ndarray, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+    """Normalised minimum detection cost over all thresholds."""
+    order = np.argsort(-scores)
+    y = labels[order].astype(bool)
+    fnr = np.r_[1.0, 1 - np.cumsum(y) / max(y.sum(), 1)]
+    fpr = np.r_[0.0, np.cumsum(~y) / max((~y).sum(), 1)]
+    dcf = c_miss * p_target * fnr + c_fa * (1 - p_target) * fpr
+    return float(dcf.min() / min(c_miss * p_target, c_fa * (1 - p_target)))

@@ -1,0 +1,137 @@
+"""Catalogue: enrol -> identify, honest "unknown", kill -9 safety, incremental enrol / removal, verify + EER."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from singerid.catalogue import Catalogue, eer, min_dcf
+from singerid.cli import main
+from singerid.testing import make_catalogue
+from singerid.train.loop import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """7 synthetic singers × 5 songs; a tiny Vocal model trained on singers 0-5 only; singer06 is never seen."""
+    root = tmp_path_factory.mktemp("world")
+    table = make_catalogue(root / "data", n_singers=7, songs_per_singer=5, seconds=7.0, seed=11)
+    t = pd.read_csv(table)
+    t["path"] = [str(root / "data" / p) for p in t["vocals_path"]]
+    t["stem"], t["vocals_path"] = "vocals", ""
+    known = t[t["singer"] != "singer06"]
+    known.to_csv(root / "known.csv", index=False)
+    run = train(TrainConfig(manifest=str(root / "known.csv"), out=str(root / "run"), mode="vocal", max_steps=400,
+                            batch_pairs=6, epoch_steps=100, val_steps=2, num_workers=0, seed=0))
+    enrol = known[~known["song"].str.endswith("song4")]
+    enrol[["path", "singer", "song", "stem"]].to_csv(root / "enrol.csv", index=False)
+    return {"root": root, "run": str(run), "t": t, "enrol": root / "enrol.csv"}
+
+
+def _enrol(world, folder) -> Catalogue:
+    assert main(["enroll", str(world["enrol"]), "--catalogue", str(folder), "--checkpoint", world["run"],
+                 "--separate", "none", "--far", "0.05"]) == 0
+    return Catalogue.open(folder)
+
+
+def test_enrol_identify_and_unknown(world, tmp_path, capsys):
+    cat = _enrol(world, tmp_path / "cat")
+    assert len(cat.singers()) == 6 and cat.store.count() == 24
+    t = world["t"]
+    held = t[t["song"].str.endswith("song4")]
+    right = 0
+    for _, r in held[held["singer"] != "singer06"].iterrows():
+        res = cat.identify(r["path"])
+        right += res["candidates"][0]["singer"] == r["singer"]
+        assert res["caveat"] and res["windows"] and res["nearest_tracks"]
+    assert right >= 5  # of 6 held-out songs
+    unknown = [cat.identify(p)["decision"] for p in t[t["singer"] == "singer06"]["path"]]
+    assert unknown.count("unknown") >= 3, unknown  # a voice nobody enrolled: mostly rejected
+    capsys.readouterr()
+    assert main(["identify", held["path"].iloc[0], "--catalogue", str(tmp_path / "cat"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert isinstance(out, list) and len(out) == 1
+    r = out[0]
+    assert set(r) >= {"path", "decision", "candidates", "windows", "caveat"}
+    assert all(set(c) >= {"singer", "score", "confidence"} for c in r["candidates"])
+    scores = [c["score"] for c in r["candidates"]]
+    assert scores == sorted(scores, reverse=True) or r["candidates"][0]["votes"] >= r["candidates"][1]["votes"]
+
+
+def test_incremental_enrol_and_remove(world, tmp_path):
+    cat = _enrol(world, tmp_path / "cat")
+    n = cat.store.count()
+    assert main(["enroll", str(world["enrol"]), "--catalogue", str(tmp_path / "cat"), "--checkpoint", world["run"],
+                 "--separate", "none"]) == 0  # nothing new
+    assert Catalogue.open(tmp_path / "cat").store.count() == n
+    assert main(["remove-singer", "singer00", "--catalogue", str(tmp_path / "cat")]) == 0
+    cat = Catalogue.open(tmp_path / "cat")
+    assert "singer00" not in {s["singer"] for s in cat.singers()} and cat.index.ntotal == n - 4
+    assert all(c["singer"] != "singer00" for c in cat.identify(world["t"]["path"].iloc[0])["candidates"])
+    assert main(["remove-singer", "nobody", "--catalogue", str(tmp_path / "cat")]) == 2
+
+
+def test_kill_9_during_enrolment_keeps_reported_tracks(world, tmp_path):
+    rows = pd.read_csv(world["enrol"])
+    big = pd.concat([rows.assign(singer=rows["singer"] + f"_c{k}") for k in range(15)])  # 360 tracks
+    big.to_csv(tmp_path / "big.csv", index=False)
+    folder = tmp_path / "cat"
+    cmd = [sys.executable, "-m", "singerid.cli", "-v", "enroll", str(tmp_path / "big.csv"), "--catalogue", str(folder),
+           "--checkpoint", world["run"], "--separate", "none", "--workers", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    reported = []
+    for line in proc.stdout:
+        if line.startswith("enrolled "):
+            reported.append(line.split(": ", 1)[1].strip())
+        if len(reported) >= 20:
+            proc.kill()
+            break
+    proc.wait()
+    assert len(reported) >= 20 and proc.returncode != 0
+    cat = Catalogue.open(folder)
+    have = {p for (p,) in cat.store.db.execute("SELECT path FROM tracks")}
+    assert set(reported) <= have
+    assert cat.store.count() < len(big)
+    cat.identify(world["t"]["path"].iloc[0])  # loads and answers
+    # resuming the enrolment completes it without duplicates
+    assert main(["enroll", str(tmp_path / "big.csv"), "--catalogue", str(folder), "--checkpoint", world["run"],
+                 "--separate", "none", "--workers", "0"]) == 0
+    assert Catalogue.open(folder).store.count() == len(big)
+
+
+def test_eer_and_min_dcf_on_hand_made_scores():
+    s = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    y = np.array([1, 1, 1, 0, 1, 0, 0, 0])
+    e, thr = eer(s, y)
+    assert e == pytest.approx(0.25)
+    assert min_dcf(np.array([0.9, 0.1]), np.array([1, 0])) == pytest.approx(0.0)
+    assert 0 < min_dcf(s, y) <= 1
+
+
+def test_verify_pair_and_trial_list(world, tmp_path, capsys):
+    _enrol(world, tmp_path / "cat")
+    t = world["t"]
+    a, b = t[t["singer"] == "singer01"]["path"].iloc[:2]
+    c = t[t["singer"] == "singer02"]["path"].iloc[0]
+    capsys.readouterr()
+    scores = []
+    for x, y in ((a, b), (a, c)):
+        assert main(["verify", x, y, "--catalogue", str(tmp_path / "cat")]) == 0
+        out = capsys.readouterr().out
+        assert ("same singer" in out) or ("different singers" in out)
+        scores.append(float(out.split("score ")[1].split(",")[0]))
+    assert scores[0] > scores[1]  # same-singer pair scores above the different-singer pair
+    trials = tmp_path / "trials.txt"
+    lines = []
+    for s in ("singer01", "singer02", "singer03"):
+        p = list(t[t["singer"] == s]["path"])
+        lines += [f"1 {p[0]} {p[1]}", f"1 {p[2]} {p[3]}"]
+    lines += [f"0 {a} {c}", f"0 {b} {c}", f"0 {t['path'].iloc[30]} {a}"]
+    trials.write_text("label enroll test\n" + "\n".join(lines) + "\n")
+    assert main(["verify", "--trials", str(trials), "--checkpoint", world["run"], "--separate", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "9 trials: EER" in out and "minDCF" in out
