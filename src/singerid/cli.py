@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .audio import AudioError
@@ -125,6 +126,17 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("remove-singer", help="remove a singer and their tracks from a catalogue")
     m.add_argument("singer")
     m.add_argument("--catalogue", required=True)
+
+    h = sub.add_parser("serve", help="HTTP service and web page over a catalogue")
+    h.add_argument("--catalogue", required=True)
+    h.add_argument("--host", default="127.0.0.1")
+    h.add_argument("--port", type=int, default=8000)
+    h.add_argument("--token", default=os.environ.get("SINGERID_TOKEN"),
+                   help="bearer token for POST /enroll and DELETE /singers (default: $SINGERID_TOKEN; none: disabled)")
+    h.add_argument("--max-upload-mb", type=float, default=50.0)
+    h.add_argument("--max-seconds", type=float, default=900.0, help="longest audio accepted")
+    h.add_argument("--timeout", type=float, default=120.0, help="seconds per identification request")
+    h.add_argument("--device", default="cpu")
 
     sub.add_parser("models", help="list the model presets")
 
@@ -438,6 +450,14 @@ def cmd_remove_singer(a) -> int:
     if not n:
         raise ValueError(f"singer {a.singer!r} is not in {a.catalogue}")
     print(f"removed {a.singer}: {n} track(s)")
+    return 0
+
+
+@command
+def cmd_serve(a) -> int:
+    from .service.app import ServiceConfig, serve
+
+    serve(ServiceConfig(a.catalogue, a.token, a.max_upload_mb, a.max_seconds, a.timeout, device=a.device), a.host, a.port)
     return 0
 
 

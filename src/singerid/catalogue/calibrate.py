@@ -75,10 +75,13 @@ def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05,
     genuine, impostor = np.array(genuine), np.array(impostor)
     thr = float(np.quantile(impostor, 1 - far))
     a, b = fit_logistic(np.concatenate([genuine, impostor]), np.r_[np.ones(len(genuine)), np.zeros(len(impostor))])
+    logistic = [a, b] if a > 0 else None  # the model does not rank genuine above impostor: no confidence to give
+    if logistic is None:
+        log.warning("calibration: genuine scores are not above impostor scores; confidences disabled")
     same, diff = _pair_scores(means, lab, rng)
     vthr = float(np.quantile(diff, 1 - far)) if len(diff) else None
     return {
-        "threshold": thr, "far_target": far, "logistic": [a, b], "n_tracks": len(genuine),
+        "threshold": thr, "far_target": far, "logistic": logistic, "n_tracks": len(genuine),
         "genuine_accept_rate": float(np.mean(genuine >= thr)), "impostor_accept_rate": float(np.mean(impostor >= thr)),
         "verify_threshold": vthr, "verify_eer": eer(np.r_[same, diff], np.r_[np.ones(len(same)), np.zeros(len(diff))])[0]
         if len(same) and len(diff) else None,
