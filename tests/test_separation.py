@@ -185,3 +185,20 @@ def test_missing_spleeter_weights_message(tmp_path, monkeypatch, capsys):
     sf.write(wav, (0.1 * np.sin(np.arange(SR * 2) / 5)).astype(np.float32), SR)
     assert main(["separate", str(wav), "--out", str(tmp_path / "o")]) == 2
     assert "singerid fetch-weights" in capsys.readouterr().err
+
+
+def test_filter_tracks_command_with_a_vad_model(synth_catalogue, tmp_path, capsys):
+    from singerid.data.manifest import load_tracks
+
+    train_vad_from_stems(load_tracks(synth_catalogue), tmp_path / "vad", epochs=3)
+    # stems given: energy of the stem; a model: the classifier on the mixture
+    out = tmp_path / "kept.csv"
+    assert main(["filter-tracks", str(synth_catalogue), "--out", str(out), "--min-vocal", "0.5"]) == 0
+    kept = load_tracks(out)
+    assert len(kept) == 24 and (kept["vocal_fraction"].astype(float) >= 0.5).all()
+    assert all(isinstance(v, list) and v for v in kept["vocal_segs"])
+    t = pd.read_csv(synth_catalogue).drop(columns=["vocals_path"])
+    t.to_csv(tmp_path / "nostems.csv", index=False)
+    assert main(["filter-tracks", str(tmp_path / "nostems.csv"), "--out", str(tmp_path / "k2.csv"),
+                 "--model", str(tmp_path / "vad"), "--min-vocal", "0.0", "--min-tracks", "5"]) == 0
+    assert len(pd.read_csv(tmp_path / "k2.csv")) == 0  # 4 tracks per singer < 5

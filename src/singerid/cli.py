@@ -138,6 +138,16 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--timeout", type=float, default=120.0, help="seconds per identification request")
     h.add_argument("--device", default="cpu")
 
+    k = sub.add_parser("filter-tracks", help="the paper's filters: vocal share per track, singers with enough tracks")
+    k.add_argument("manifest")
+    k.add_argument("--out", required=True, help="filtered table with vocal_fraction and vocal_segs columns")
+    k.add_argument("--min-vocal", type=float, default=0.75, help="0.75 for training sets (paper), 0.5 for evaluation")
+    k.add_argument("--min-tracks", type=int, default=2, help="tracks a singer needs (2 training, 5 evaluation)")
+    k.add_argument("--separate", choices=["spleeter", "demucs"], default="spleeter",
+                   help="for mixtures without a vocal stem (unless --model)")
+    k.add_argument("--model", help="vocal-activity classifier from train-vad")
+    k.add_argument("--device", default="cpu")
+
     sub.add_parser("models", help="list the model presets")
 
     q = sub.add_parser("quickstart", help="offline demo: synthetic singers, tiny model, catalogue, identify (+ unknown)")
@@ -458,6 +468,29 @@ def cmd_serve(a) -> int:
     from .service.app import ServiceConfig, serve
 
     serve(ServiceConfig(a.catalogue, a.token, a.max_upload_mb, a.max_seconds, a.timeout, device=a.device), a.host, a.port)
+    return 0
+
+
+@command
+def cmd_filter_tracks(a) -> int:
+    from .data.manifest import load_tracks
+    from .vad import TrackFilter, VocalClassifier, annotate_vocals
+
+    tracks = load_tracks(a.manifest)
+    model = VocalClassifier.load(a.model) if a.model else None
+    sep = None
+    if model is None and ((tracks["stem"] == "mixture") & (tracks["vocals_path"] == "")).any():
+        from .separation import load_separator
+        from .weights import home
+
+        sep = load_separator(a.separate, a.device, home() / "separated")
+    singing = tracks[tracks["stem"].isin(["mixture", "vocals"])]
+    annotated = annotate_vocals(singing, sep, model)
+    frac = dict(zip(annotated["path"], annotated["vocal_fraction"]))
+    kept = TrackFilter(a.min_vocal, a.min_tracks).apply(annotated, frac)
+    kept.to_parquet(a.out) if a.out.endswith((".parquet", ".pq")) else kept.to_csv(a.out, index=False)
+    print(f"wrote {a.out}: {len(kept)} of {len(singing)} singing tracks kept (>= {100 * a.min_vocal:.0f} % vocal), "
+          f"{kept['singer'].nunique()} singers with >= {a.min_tracks} tracks")
     return 0
 
 

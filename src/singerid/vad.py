@@ -195,3 +195,40 @@ def train_vad_from_stems(tracks: pd.DataFrame, out: str | os.PathLike, epochs: i
     info = {"val_accuracy": acc, "n_train": int(len(xtr)), "n_val": int(len(xva)), "vocal_share": float(ytr.mean())}
     model.save(out, info)
     return info
+
+
+def annotate_vocals(tracks: pd.DataFrame, separator=None, model: VocalClassifier | None = None,
+                    window: float = 3.0, seg: float = 6.0) -> pd.DataFrame:
+    """Add `vocal_fraction` (share of `window`-s windows with vocals) and `vocal_segs` (starts of `seg`-s windows with
+    vocals) to a tracks table. Sources, best first: the given vocal stem, a vocal-activity model, separation."""
+    from tqdm.auto import tqdm
+
+    from .audio import AudioError, load_audio
+
+    fracs, segs = [], []
+    for _, r in tqdm(tracks.iterrows(), total=len(tracks), desc="vocal activity", disable=None, unit="track"):
+        try:
+            mix = load_audio(r["path"])
+            stem = r["path"] if r.get("stem") == "vocals" else (r.get("vocals_path") or None)
+            if stem:
+                voc = mix if stem == r["path"] else load_audio(stem)
+                _, flags, _ = energy_activity(voc, None if stem == r["path"] else mix, VadConfig(window))
+                seg_starts = vocal_windows(voc, None if stem == r["path"] else mix, seg)
+            elif model is not None:
+                s3, p = model.predict(mix)
+                flags = p > 0.5
+                seg_starts = [s for s in window_starts(len(mix) / SAMPLE_RATE, seg)
+                              if np.mean([q for t, q in zip(s3, p) if s <= t < s + seg] or [0.0]) > 0.5]
+            elif separator is not None:
+                voc = separator.separate(mix)["vocals"]
+                _, flags, _ = energy_activity(voc, mix, VadConfig(window))
+                seg_starts = vocal_windows(voc, mix, seg)
+            else:
+                raise ValueError("vocal activity needs a vocal stem, a vocal-activity model or a separator")
+            fracs.append(float(np.mean(flags)))
+            segs.append(json.dumps([float(s) for s in seg_starts]))
+        except AudioError as e:
+            log.warning("skipped %s", e)
+            fracs.append(0.0)
+            segs.append("")
+    return tracks.assign(vocal_fraction=fracs, vocal_segs=segs)
