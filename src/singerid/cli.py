@@ -5,6 +5,8 @@ import argparse
 import logging
 import os
 import sys
+import time
+from pathlib import Path
 
 from .audio import AudioError
 from .data.manifest import ManifestError
@@ -45,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="vocal/hybrid modes: separate mixtures without a vocals_path (once, cached)")
 
     e = sub.add_parser("embed", help="embed every 6-s window of a tracks table into Parquet")
-    e.add_argument("--checkpoint", required=True, help="run folder from `train --out`, a checkpoint folder or file")
+    e.add_argument("--checkpoint", help="run folder from `train --out`, a checkpoint folder or file")
+    e.add_argument("--backend", help="a pretrained backend instead of a checkpoint (voice)")
+    e.add_argument("--ray", action="store_true", help="embed on the Ray cluster; --out is then a folder of Parquet shards")
+    e.add_argument("--separate", choices=["none", "spleeter", "demucs"], default="none")
     e.add_argument("--manifest", required=True)
     e.add_argument("--out", required=True, help="output .parquet")
     e.add_argument("--source", choices=["path", "vocals_path"], default="path", help="embed the mixture or the given vocal stem")
@@ -107,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--catalogue", required=True, help="catalogue folder")
     n.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], default="flat", help="FAISS index for a new catalogue")
     n.add_argument("--far", type=float, default=0.05, help="false-acceptance rate the 'unknown' threshold is set for")
+    n.add_argument("--ray", action="store_true", help="embed on the Ray cluster (Ray Data), then commit here")
     _backend_args(n)
 
     i = sub.add_parser("identify", help="whose voice is this? ranked singers, evidence, 'unknown'")
@@ -173,14 +179,34 @@ def cmd_train(a) -> int:
 
 @command
 def cmd_embed(a) -> int:
+    from .backends import load_embedder
     from .data.manifest import load_tracks
-    from .embed import CheckpointEmbedder, embed_tracks, write_embeddings
+    from .embed import embed_tracks, write_embeddings
 
-    emb = CheckpointEmbedder(a.checkpoint, a.device)
-    df, errors = embed_tracks(emb, load_tracks(a.manifest), a.source, a.workers)
+    if not (a.checkpoint or a.backend):
+        raise ValueError("embed needs --checkpoint or --backend")
+    tracks = load_tracks(a.manifest)
+    if a.source != "path":
+        tracks = tracks.assign(path=[v or p for v, p in zip(tracks[a.source], tracks["path"])])
+    if a.ray:
+        from .distributed import ray_embed, read_shards
+
+        out = ray_embed(tracks, a.out, a.backend, a.checkpoint, a.separate, device=a.device or "cpu")
+        df = read_shards(out)
+        print(f"wrote {out}/: {int((df['error'] == '').sum())} windows from {df['path'].nunique()} tracks "
+              f"({int((df['error'] != '').sum())} unreadable)")
+        return 0
+    emb = load_embedder(a.backend, a.checkpoint, a.device or "cpu")
+    sep = None
+    if a.separate != "none":
+        from .separation import load_separator
+        from .weights import home
+
+        sep = load_separator(a.separate, a.device or "cpu", home() / "separated")
+    df, errors = embed_tracks(emb, tracks, "path", a.workers, separator=sep)
     if df.empty:
         raise ManifestError(f"{a.manifest}: no track could be embedded ({len(errors)} unreadable)")
-    write_embeddings(df, a.out, {"checkpoint": str(a.checkpoint), "dim": emb.dim})
+    write_embeddings(df, a.out, {"checkpoint": str(a.checkpoint), "backend": emb.name, "dim": emb.dim})
     print(f"wrote {a.out}: {len(df)} windows from {df['path'].nunique()} tracks, dim {emb.dim}"
           + (f"; {len(errors)} file(s) skipped" if errors else ""))
     return 0
@@ -359,8 +385,16 @@ def cmd_enroll(a) -> int:
 
     tracks = load_tracks(a.tracks)
     cat = Catalogue.create(a.catalogue, a.backend or "voice", a.checkpoint, a.separate, a.index, a.device)
-    r = cat.enroll(tracks, a.workers, calibrate_after=False,
-                   on_track=(lambda p, s: print(f"enrolled {s}: {p}", flush=True)) if a.verbose else None)
+    if a.ray:
+        from .distributed import ray_embed, read_shards
+
+        sep = "none" if cat.separator is None else cat.separator.name
+        shards = ray_embed(tracks, Path(a.catalogue) / "ray-shards" / str(int(time.time())), cat.store.get_meta("backend"),
+                           cat.store.get_meta("checkpoint"), sep, device=a.device)
+        r = cat.enroll_embedded(read_shards(shards), calibrate_after=False)
+    else:
+        r = cat.enroll(tracks, a.workers, calibrate_after=False,
+                       on_track=(lambda p, s: print(f"enrolled {s}: {p}", flush=True)) if a.verbose else None)
     cal = cat.calibrate(a.far)
     print(f"{a.catalogue}: enrolled {r['enrolled']} track(s), {r['skipped']} already there, {len(r['errors'])} unreadable; "
           f"{len(cat.singers())} singers, {cat.store.count()} tracks")

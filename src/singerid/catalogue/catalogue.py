@@ -87,8 +87,9 @@ class Catalogue:
         not separated. `on_track(path, singer)` is called once a track is durable. → {"enrolled", "skipped", "errors"}"""
         todo = tracks[[not self.store.has_track(p, s) for p, s in zip(tracks["path"], tracks["singer"])]]
         out = {"enrolled": 0, "skipped": len(tracks) - len(todo), "errors": []}
+        vocal_rows = todo["stem"] == "vocals" if "stem" in todo else pd.Series(False, index=todo.index)
         for is_vocal in (True, False):
-            part = todo[(todo["stem"] == "vocals") == is_vocal] if "stem" in todo else todo
+            part = todo[vocal_rows == is_vocal]
             if part.empty:
                 continue
             sep = None if is_vocal else self.separator
@@ -101,8 +102,24 @@ class Catalogue:
                 out["enrolled"] += 1
                 if on_track is not None:
                     on_track(row["path"], row["singer"])
-            if "stem" not in todo:
-                break
+        self._centroids = None
+        self._sync_index()
+        if calibrate_after:
+            self.calibrate()
+        return out
+
+    def enroll_embedded(self, windows: pd.DataFrame, calibrate_after: bool = True) -> dict:
+        """Commit tracks embedded elsewhere (e.g. `ray_embed` shards: path, singer, song, start, embedding, error)."""
+        out = {"enrolled": 0, "skipped": 0, "errors": []}
+        for (path, singer), g in windows.groupby(["path", "singer"], sort=False):
+            if g["error"].astype(bool).any() if "error" in g else False:
+                out["errors"].append(g["error"].iloc[0])
+            elif self.store.has_track(path, singer):
+                out["skipped"] += 1
+            else:
+                emb = np.stack(g["embedding"].to_list()).astype(np.float32)
+                self.store.add_track(path, singer, str(g["song"].iloc[0]), g["start"].to_numpy(), emb)
+                out["enrolled"] += 1
         self._centroids = None
         self._sync_index()
         if calibrate_after:
