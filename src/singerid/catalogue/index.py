@@ -35,11 +35,11 @@ def build(kind: str, dim: int, train: np.ndarray | None = None, nlist: int | Non
         if train is None:
             raise ValueError("ivfpq needs training vectors")
         nlist = nlist or max(1, min(4096, int(4 * np.sqrt(len(train)))))
-        m = m or next(x for x in (64, 32, 16, 8, 4, 2, 1) if dim % x == 0)
+        m = m or next(x for x in (256, 128, 64, 32, 16, 8, 4, 2, 1) if dim % x == 0 and dim // x >= 4)  # ≤ 256 B/vector
         quant = faiss.IndexFlatIP(dim)
         ivf = faiss.IndexIVFPQ(quant, dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
         ivf.train(np.ascontiguousarray(train, np.float32))
-        ivf.nprobe = min(nlist, 32)
+        ivf.nprobe = min(nlist, 64)
         return faiss.IndexIDMap2(ivf)
     raise ValueError(f"index kind must be one of {KINDS}")
 
