@@ -135,3 +135,15 @@ def test_verify_pair_and_trial_list(world, tmp_path, capsys):
     assert main(["verify", "--trials", str(trials), "--checkpoint", world["run"], "--separate", "none"]) == 0
     out = capsys.readouterr().out
     assert "9 trials: EER" in out and "minDCF" in out
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_approximate_indexes_answer_with_exact_reranking(world, tmp_path, kind):
+    assert main(["enroll", str(world["enrol"]), "--catalogue", str(tmp_path / kind), "--checkpoint", world["run"],
+                 "--separate", "none", "--index", kind]) == 0
+    cat = Catalogue.open(tmp_path / kind)
+    flat = _enrol(world, tmp_path / "flat")
+    q = world["t"]["path"].iloc[0]
+    a, b = cat.identify(q)["nearest_tracks"], flat.identify(q)["nearest_tracks"]
+    assert [x["path"] for x in a] == [x["path"] for x in b]
+    assert np.allclose([x["score"] for x in a], [x["score"] for x in b], atol=1e-3)

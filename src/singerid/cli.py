@@ -225,19 +225,10 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
 
 
 def _separator(a):
-    from .separation.base import load_separator
+    from .separation import load_separator, resolve_name
     from .weights import home
 
-    name = a.separate
-    if name == "auto":
-        from .weights import WeightsMissing, locate
-
-        try:
-            locate("spleeter")
-            name = "spleeter"
-        except WeightsMissing:
-            log.warning("no separation: spleeter weights not fetched (singerid fetch-weights); mixtures will suffer")
-            return None
+    name = resolve_name(a.separate)
     if name == "none":
         return None
     return load_separator(name, a.device, None if a.cache == "none" else home() / "separated")

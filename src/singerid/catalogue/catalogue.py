@@ -63,20 +63,13 @@ class Catalogue:
     @property
     def separator(self):
         if self._separator is None:
-            name = self.store.get_meta("separate", "auto")
+            from ..separation import load_separator, resolve_name
+            from ..weights import home
+
+            name = resolve_name(self.store.get_meta("separate", "auto"))
+            self.store.set_meta(separate=name)  # fixed once: enrolled and query windows must match
             if name == "none":
                 return None
-            from ..separation import load_separator
-            from ..weights import WeightsMissing, home, locate
-
-            if name == "auto":
-                try:
-                    locate("spleeter")
-                    name = "spleeter"
-                except WeightsMissing:
-                    log.warning("catalogue without separation: spleeter weights not fetched")
-                    self.store.set_meta(separate="none")
-                    return None
             self._separator = load_separator(name, self.device, home() / "separated")
         return self._separator
 
@@ -207,17 +200,32 @@ class Catalogue:
         decision = best["singer"] if thr is None or best["score"] >= thr else "unknown"
         track_emb = emb.mean(axis=0, keepdims=True)
         track_emb /= max(float(np.linalg.norm(track_emb)), 1e-12)
-        k = min(neighbours, self.index.ntotal)
-        sims, ids = faiss_index.search(self.index, track_emb, k) if k else (np.zeros((1, 0)), np.zeros((1, 0), int))
-        info = self.store.track_info([int(i) for i in ids[0] if i >= 0])
+        sims, ids = self.nearest_tracks(track_emb[0], neighbours)
+        info = self.store.track_info([int(i) for i in ids if i >= 0])
         return {
             "path": path, "decision": decision, "threshold": thr, "candidates": candidates,
             "windows": [{"start": float(s), "singer": names[int(r.argmax())], "score": round(float(r.max()), 4)}
                         for s, r in zip(starts, per_window)],
             "nearest_tracks": [{"path": info[int(i)][0], "singer": info[int(i)][1], "score": round(float(v), 4)}
-                               for v, i in zip(sims[0], ids[0]) if int(i) in info],
+                               for v, i in zip(sims, ids) if int(i) in info],
             "caveat": CAVEAT,
         }
+
+    def nearest_tracks(self, query: np.ndarray, k: int, rerank: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """[D] → (scores [k], ids [k]) of the closest enrolled tracks. Approximate indexes fetch k × rerank candidates
+        and re-rank them with the exact embeddings kept in the database."""
+        k = min(k, self.index.ntotal)
+        if k == 0:
+            return np.zeros(0), np.zeros(0, np.int64)
+        exact = self.store.get_meta("index_kind", "flat") == "flat"
+        sims, ids = faiss_index.search(self.index, query[None], k if exact else min(self.index.ntotal, k * rerank))
+        if exact:
+            return sims[0], ids[0]
+        vecs = self.store.embeddings_of([int(i) for i in ids[0] if i >= 0])
+        cand = np.array(list(vecs))
+        scores = np.stack([vecs[int(i)] for i in cand]) @ query
+        order = np.argsort(-scores)[:k]
+        return scores[order], cand[order]
 
     def close(self) -> None:
         self.store.close()

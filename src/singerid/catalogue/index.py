@@ -34,6 +34,9 @@ def build(kind: str, dim: int, train: np.ndarray | None = None, nlist: int | Non
     if kind == "ivfpq":
         if train is None:
             raise ValueError("ivfpq needs training vectors")
+        if len(train) < 10_000:
+            log.warning("ivfpq needs >= 10000 tracks to train its quantisers; exact search until then")
+            return build("flat", dim)
         nlist = nlist or max(1, min(4096, int(4 * np.sqrt(len(train)))))
         m = m or next(x for x in (256, 128, 64, 32, 16, 8, 4, 2, 1) if dim % x == 0 and dim // x >= 4)  # ≤ 256 B/vector
         quant = faiss.IndexFlatIP(dim)

