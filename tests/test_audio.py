@@ -23,7 +23,6 @@ def write_av(path, x: np.ndarray, sr: int, codec: str) -> None:
     with av.open(str(path), "w") as c:
         s = c.add_stream(codec, rate=sr)
         s.layout = "mono"
-        fmt = s.codec_context.format.name if s.codec_context.format else "fltp"
         frame_size = 1024
         for i in range(0, len(x), frame_size):
             chunk = x[i : i + frame_size]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
-import os
 import shutil
 import socket
 import subprocess

@@ -7,7 +7,6 @@ Weights are read from `pretrained.pt` (tensors only, `weights_only=True`) and ca
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -9,7 +9,6 @@ window-envelope normalisation (Spleeter's ×2/3 compensation for a 75 %-overlap 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -11,7 +11,6 @@ import csv
 import dataclasses
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from ..data.manifest import load_tracks
 from ..data.pairs import PairBatches, build_sources, split_singers
 from ..losses import nt_xent
 from ..models import create_model, get_config, save_model
-from ..models.checkpoint import load_weights, resolve_checkpoint, write_json_atomic
+from ..models.checkpoint import load_weights, write_json_atomic
 from . import dist
 from .state import load_train_state, train_state_writer
 

