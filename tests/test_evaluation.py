@@ -178,3 +178,26 @@ def test_sweep_and_analyse_commands_write_results(tmp_path, tiny_ckpt):
     assert set(a["similarity"]) == {"test/other", "test/val", "test/vocal", "test/instru", "test/test"}
     for png in ("genre.png", "training_tracks.png", "similarity.png"):
         assert (tmp_path / "an" / png).stat().st_size > 1000
+
+
+def test_dev_set_voice_backend_small_protocol(dev_data, tmp_path):
+    """On the real dev data (skipped when absent): 8 singers, one held-out real clip each, voice backend."""
+    from singerid.weights import WeightsMissing, locate
+
+    try:
+        locate("voice")
+    except WeightsMissing:
+        pytest.skip("voice weights not fetched")
+    t = load_tracks(dev_data / "tracks.csv")
+    real = t[(t["kind"] == "real") & (t["stem"] == "vocals")]
+    singers = sorted(real.groupby("singer").filter(lambda g: len(g) >= 3)["singer"].unique())[:8]
+    real = real[real["singer"].isin(singers)]
+    q = real.groupby("singer").head(1)
+    real.drop(q.index)[["path", "singer"]].to_csv(tmp_path / "e.csv", index=False)
+    q[["path", "singer"]].to_csv(tmp_path / "q.csv", index=False)
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--enroll", str(tmp_path / "e.csv"), "--query", str(tmp_path / "q.csv"), "--json",
+                 str(out), "--separate", "none", "--cache", "none"]) == 0
+    r = json.loads(out.read_text())
+    assert r["n"] == 8 and r["top5"] >= 0.75  # chance: 5/8 for top-5, 1/8 for top-1
+    assert r["top1"] >= 0.375
