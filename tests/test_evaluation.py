@@ -201,3 +201,19 @@ def test_dev_set_voice_backend_small_protocol(dev_data, tmp_path):
     r = json.loads(out.read_text())
     assert r["n"] == 8 and r["top5"] >= 0.75  # chance: 5/8 for top-5, 1/8 for top-1
     assert r["top1"] >= 0.375
+
+
+def test_separate_given_uses_the_tables_vocal_stems(synth_catalogue, tmp_path, tiny_ckpt):
+    t = pd.read_csv(synth_catalogue)
+    for c in ("path", "vocals_path", "accompaniment_path"):
+        t[c] = [str(synth_catalogue.parent / p) for p in t[c]]
+    q = t.groupby("singer").head(1)
+    t.drop(q.index).to_csv(tmp_path / "e.csv", index=False)
+    q.to_csv(tmp_path / "q.csv", index=False)
+    for sep in ("given", "none"):
+        assert main(["evaluate", "--enroll", str(tmp_path / "e.csv"), "--query", str(tmp_path / "q.csv"), "--json",
+                     str(tmp_path / f"{sep}.json"), "--checkpoint", tiny_ckpt, "--separate", sep, "--cache", "none"]) == 0
+    given = json.loads((tmp_path / "given.json").read_text())
+    plain = json.loads((tmp_path / "none.json").read_text())
+    assert all(x["path"].endswith("_vocals.flac") for x in given["queries"])
+    assert all(x["path"].endswith("_mix.flac") for x in plain["queries"])

@@ -150,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
 def backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", help="embedding backend: voice (default, pretrained speaker encoder)")
     p.add_argument("--checkpoint", help="a trained singerid checkpoint (run folder, folder or file)")
-    p.add_argument("--separate", choices=["auto", "none", "spleeter", "demucs"], default="auto",
-                   help="separate the vocals before embedding; auto (default): spleeter when its weights are "
+    p.add_argument("--separate", choices=["auto", "none", "spleeter", "demucs", "given"], default="auto",
+                   help="separate the vocals before embedding (given: the table's vocals_path stems); auto (default): "
+                        "spleeter when its weights are "
                         "fetched, skipping rows marked stem=vocals")
     p.add_argument("--cache", help="embedding cache folder (default: $SINGERID_HOME/embeddings); 'none' disables")
     p.add_argument("--workers", type=int, default=2)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..audio import AudioError
 from .registry import command
-from .shared import _separator
+from .shared import _separator, load_table
 
 log = logging.getLogger("singerid")
 
@@ -82,10 +82,10 @@ def cmd_train_vad(a) -> int:
 @command
 def cmd_enroll(a) -> int:
     from ..catalogue import Catalogue
-    from ..data.manifest import load_tracks
 
-    tracks = load_tracks(a.tracks)
-    cat = Catalogue.create(a.catalogue, a.backend or "voice", a.checkpoint, a.separate, a.index, a.device)
+    tracks = load_table(a.tracks, a)  # --separate given: enrol the given stems; queries are separated (auto)
+    separate = "auto" if a.separate == "given" else a.separate
+    cat = Catalogue.create(a.catalogue, a.backend or "voice", a.checkpoint, separate, a.index, a.device)
     if a.ray:
         from ..distributed import ray_embed, read_shards
 

@@ -5,7 +5,7 @@ import logging
 
 from ..data.manifest import ManifestError
 from .registry import command
-from .shared import _cache_dir, _experiment, _separator
+from .shared import _cache_dir, _experiment, _separator, load_table
 
 log = logging.getLogger("singerid")
 
@@ -65,12 +65,11 @@ def cmd_evaluate(a) -> int:
     import json
 
     from ..backends import load_embedder
-    from ..data.manifest import load_tracks
     from ..eval.evaluate import evaluate
 
     emb = load_embedder(a.backend, a.checkpoint, a.device)
-    r = evaluate(load_tracks(a.enroll), load_tracks(a.query), emb, a.method, a.decision, _cache_dir(a), a.workers, a.seed,
-                 separator=_separator(a), auto=a.separate == "auto")
+    r = evaluate(load_table(a.enroll, a), load_table(a.query, a), emb, a.method, a.decision, _cache_dir(a), a.workers,
+                 a.seed, separator=_separator(a), auto=a.separate in ("auto", "given"))
     with open(a.json, "w") as fh:
         json.dump(r, fh, indent=1)
     print(f"{r['backend']} {r['method']}/{r['decision']}, separation {r['separation']}: top-1 {100 * r['top1']:.1f} %, top-5 {100 * r['top5']:.1f} % "

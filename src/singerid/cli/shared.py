@@ -7,9 +7,21 @@ def _separator(a):
     from ..weights import home
 
     name = resolve_name(a.separate)
-    if name == "none":
+    if name in ("none", "given"):
         return None
     return load_separator(name, a.device, None if a.cache == "none" else home() / "separated")
+
+
+def load_table(path: str, a):
+    """A tracks table; with `--separate given`, rows with a `vocals_path` are replaced by that stem."""
+    from ..data.manifest import load_tracks
+
+    t = load_tracks(path)
+    if getattr(a, "separate", None) == "given":
+        has = t["vocals_path"] != ""
+        t.loc[has, "path"] = t.loc[has, "vocals_path"]
+        t.loc[has, "stem"] = "vocals"
+    return t
 
 
 def _cache_dir(a) -> str | None:
@@ -22,8 +34,7 @@ def _cache_dir(a) -> str | None:
 
 def _experiment(a):
     from ..backends import load_embedder
-    from ..data.manifest import load_tracks
     from ..eval.experiments import ExperimentConfig
 
     cfg = ExperimentConfig(class_counts=a.classes, runs=a.runs, method=a.method, seed=a.seed)
-    return load_tracks(a.manifest), load_embedder(a.backend, a.checkpoint, a.device), cfg
+    return load_table(a.manifest, a), load_embedder(a.backend, a.checkpoint, a.device), cfg
