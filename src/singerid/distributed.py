@@ -63,6 +63,8 @@ def ray_embed(tracks: pd.DataFrame, out_dir: str | os.PathLike, backend: str | N
         raise ImportError("install ray (pip install 'ray[data]') for --ray") from e
     if not ray.is_initialized():
         ray.init(ignore_reinit_error=True, log_to_driver=False)
+    # leave a CPU free for Ray Data's own read / repartition tasks, or the actor pool can starve them (deadlock)
+    actors = max(1, min(actors, int(ray.cluster_resources().get("CPU", 2)) - 1))
     cols = [c for c in ("path", "singer", "song", "stem", "vocal_segs") if c in tracks]
     ds = ray.data.from_pandas(tracks[cols].reset_index(drop=True))
     ds = ds.repartition(max(actors, min(len(tracks), 4 * actors)))  # enough blocks to keep every actor busy
