@@ -16,7 +16,7 @@ from singerid.cli import main
 from singerid.data.manifest import load_tracks
 from singerid.data.pairs import PairBatches, build_sources
 from singerid.embed import CheckpointEmbedder, embed_tracks, read_embeddings
-from singerid.quickstart import same_vs_different
+from singerid.eval.analyses import same_vs_different
 from singerid.train.loop import TrainConfig, train
 
 

@@ -10,24 +10,12 @@ import logging
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from .catalogue import Catalogue
 from .data.manifest import load_tracks
 from .testing import make_catalogue
 from .train.loop import TrainConfig, train
 
 log = logging.getLogger(__name__)
-
-
-def same_vs_different(emb: np.ndarray, singers: list[str], songs: list[str]) -> tuple[float, float]:
-    """Mean cosine of window pairs from the same singer (different songs) and from different singers."""
-    sim = emb @ emb.T
-    s, g = np.asarray(singers), np.asarray(songs)
-    same = (s[:, None] == s[None]) & (g[:, None] != g[None])
-    diff = s[:, None] != s[None]
-    return float(sim[same].mean()), float(sim[diff].mean())
 
 
 def run(workdir: str | None = None, singers: int = 8, steps: int = 300, seed: int = 0) -> dict:
@@ -67,7 +55,3 @@ def summary(results: list[dict]) -> str:
                  f"{sum(r['decision'] == 'unknown' for r in results if r['truth'] == '(not enrolled)')}/"
                  f"{sum(r['truth'] == '(not enrolled)' for r in results)}")
     return "\n".join(lines)
-
-
-def frame(results: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([{"path": r["path"], "truth": r["truth"], "decision": r["decision"]} for r in results])

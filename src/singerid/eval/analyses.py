@@ -47,6 +47,15 @@ def by_group(records_by_run: list[list[dict]], key) -> dict[str, dict]:
     return out
 
 
+def same_vs_different(emb: np.ndarray, singers: list[str], songs: list[str]) -> tuple[float, float]:
+    """Mean cosine of window pairs from the same singer (different songs) and from different singers."""
+    sim = emb @ emb.T
+    s, g = np.asarray(singers), np.asarray(songs)
+    same = (s[:, None] == s[None]) & (g[:, None] != g[None])
+    diff = s[:, None] != s[None]
+    return float(sim[same].mean()), float(sim[diff].mean())
+
+
 def bucket_of(n_train: int) -> str:
     return next(name for name, lo, hi in BUCKETS if lo <= n_train <= hi)
 
