@@ -1,8 +1,8 @@
 """Self-describing checkpoints: a folder with model.safetensors + config.json, written atomically.
 
 Loading reads JSON and tensors only (never unpickles code) and checks every weight against the architecture.
-A training run's `--out` folder holds `latest.json` pointing at its newest checkpoint folder; `load_model` accepts the
-run folder, a checkpoint folder, or the .safetensors file itself.
+A training run's `--out` folder holds `latest.json` pointing at its newest checkpoint folder and `best/`; `load_model`
+accepts the run folder (→ best validation loss, else newest), a checkpoint folder, or the .safetensors file itself.
 """
 from __future__ import annotations
 
@@ -55,12 +55,14 @@ def save_model(folder: Path, model: SingerModel, extra: dict | None = None, file
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """Run folder (latest.json) | checkpoint folder | model.safetensors → the checkpoint folder."""
+    """Run folder (its best-validation checkpoint, else its newest) | checkpoint folder | model.safetensors → folder."""
     p = Path(path)
     if p.is_file() and p.suffix == ".safetensors":
         return p.parent
     if (p / "latest.json").is_file():
-        return p / json.loads((p / "latest.json").read_text())["checkpoint"]
+        latest = json.loads((p / "latest.json").read_text())
+        best = p / "best"
+        return best if latest.get("best") and (best / "model.safetensors").is_file() else p / latest["checkpoint"]
     if (p / "config.json").is_file() and (p / "model.safetensors").is_file():
         return p
     raise FileNotFoundError(f"{p}: no singerid checkpoint (expected latest.json or config.json + model.safetensors)")
