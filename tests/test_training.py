@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from singerid.cli import main
@@ -137,3 +138,26 @@ def test_ddp_two_processes_on_cpu(synth_catalogue, tmp_path):
     assert sorted(_losses(out)) == [1, 2, 3, 4]
     assert json.loads((out / "latest.json").read_text())["step"] == 4
     CheckpointEmbedder(out, "cpu")  # loads
+
+
+def test_mixtures_made_on_the_fly_from_stems_and_instrumentals(synth_catalogue, tmp_path):
+    t = pd.read_csv(synth_catalogue)
+    base = synth_catalogue.parent
+    vocals = pd.DataFrame({"path": [str(base / p) for p in t["vocals_path"]], "singer": t["singer"], "song": t["song"],
+                           "stem": "vocals"})
+    insts = pd.DataFrame({"path": [str(base / p) for p in t["accompaniment_path"][:4]], "singer": "", "song": "i",
+                          "stem": "instrumental"})
+    table = tmp_path / "t.csv"
+    pd.concat([vocals, insts]).to_csv(table, index=False)
+    tracks = load_tracks(table)
+    with pytest.raises(ValueError, match="at least 2 singers"):
+        PairBatches(build_sources(tracks, "mixture"), [], "mixture", 4, 0, 5)  # no mixtures without mixing
+    sources = build_sources(tracks, "mixture", mix_instrumentals=True)
+    ds = PairBatches(sources, list(sources), "mixture", 4, 0, 5)
+    for _, a, b in ds.plan(0):
+        assert a.mix_onto and b.mix_onto and a.path.endswith("_vocals.flac")
+    mixed, _ = ds[1]
+    plain, _ = PairBatches(build_sources(tracks, "vocal"), list(sources), "vocal", 4, 0, 5)[1]
+    assert mixed.shape == plain.shape and not np.allclose(mixed.numpy(), plain.numpy(), atol=1e-3)
+    assert main(["train", "--manifest", str(table), "--mode", "hybrid", "--mix-instrumentals", "--out",
+                 str(tmp_path / "run"), "--max-steps", "2", "--batch-pairs", "3", "--workers", "0"]) == 0

@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tensorboard", action="store_true")
     t.add_argument("--separate", choices=["none", "spleeter", "demucs"], default="none",
                    help="vocal/hybrid modes: separate mixtures without a vocals_path (once, cached)")
+    t.add_argument("--mix-instrumentals", action="store_true",
+                   help="mixture/hybrid modes: tracks with only a vocal stem get mixtures made on the fly over the "
+                        "table's instrumentals (stem=instrumental rows, accompaniment_path)")
 
     e = sub.add_parser("embed", help="embed every 6-s window of a tracks table into Parquet")
     e.add_argument("--checkpoint", help="run folder from `train --out`, a checkpoint folder or file")

@@ -19,6 +19,7 @@ def cmd_train(a) -> int:
         seed=a.seed, batch_pairs=a.batch_pairs, lr=a.lr, epoch_steps=a.epoch_steps, val_steps=a.val_steps,
         max_epochs=a.max_epochs, num_workers=a.workers, device=a.device, ckpt_every=a.ckpt_every,
         tensorboard=a.tensorboard, separate=a.separate,
+        mix_instrumentals=a.mix_instrumentals,
     )
     out = train(cfg)
     print(f"checkpoint: {out} (use with --checkpoint {out})")

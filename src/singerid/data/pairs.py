@@ -27,6 +27,7 @@ class Source:
     path: str
     duration: float
     vocal_segs: tuple[float, ...] | None
+    mix_onto: tuple[tuple[str, float], ...] = ()  # (instrumental, duration): a mixture made on the fly from a stem
 
 
 @dataclass
@@ -49,19 +50,35 @@ def _durations(paths: list[str], workers: int = 8) -> dict[str, float | None]:
         return dict(zip(paths, ex.map(one, paths)))
 
 
-def build_sources(tracks: pd.DataFrame, mode: str) -> dict[str, list[TrackSources]]:
-    """Singer → usable tracks for `mode`, keeping singers with ≥ 2 distinct songs. Only `kind=real` singing."""
+def _instrumentals(tracks: pd.DataFrame) -> tuple[tuple[str, float], ...]:
+    paths = list(tracks["path"][tracks["stem"] == "instrumental"])
+    if "accompaniment_path" in tracks:
+        paths += [p for p in tracks["accompaniment_path"] if p]
+    dur = _durations(sorted(set(paths)))
+    return tuple((p, d) for p, d in sorted(dur.items()) if d)
+
+
+def build_sources(tracks: pd.DataFrame, mode: str, mix_instrumentals: bool = False) -> dict[str, list[TrackSources]]:
+    """Singer → usable tracks for `mode`, keeping singers with ≥ 2 distinct songs. Only `kind=real` singing.
+
+    With `mix_instrumentals`, a track that has a vocal stem but no mixture gets a mixture made on the fly: its vocal
+    window over a random window of one of the table's instrumentals (stem=instrumental rows, accompaniment_path)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     rows = tracks[(tracks["kind"] == "real") & tracks["stem"].isin(["mixture", "vocals"])]
     files = sorted({p for _, r in rows.iterrows() for p in (mixture_source(r), vocal_source(r)) if p})
     dur = _durations(files)
+    insts = _instrumentals(tracks) if mix_instrumentals else ()
+    if mix_instrumentals and not insts:
+        raise ValueError("mixing on the fly needs instrumentals: stem=instrumental rows or an accompaniment_path column")
     out: dict[str, list[TrackSources]] = {}
     for _, r in rows.iterrows():
         segs = tuple(r["vocal_segs"]) if isinstance(r["vocal_segs"], (list, tuple)) and r["vocal_segs"] else None
         mix, voc = mixture_source(r), vocal_source(r)
         m = Source(mix, dur[mix], segs) if mix and dur.get(mix) else None
         v = Source(voc, dur[voc], segs) if voc and dur.get(voc) else None
+        if m is None and v is not None and insts:
+            m = Source(v.path, v.duration, segs, insts)
         need = {"mixture": m, "vocal": v, "hybrid": m or v}[mode]
         if need is not None:
             out.setdefault(r["singer"], []).append(TrackSources(r["singer"], r["song"], m, v))
@@ -164,7 +181,15 @@ class PairBatches(Dataset):
         for _ in range(4):  # a silent stretch is redrawn; a bad file fails loudly after a few tries
             start = _window_start(src, rng, self.seconds)
             try:
-                return read_window(src.path, start, self.seconds, self.sample_rate)
+                x = read_window(src.path, start, self.seconds, self.sample_rate)
+                return self._mix(x, src, rng) if src.mix_onto else x
             except AudioError as e:
                 err = e
         raise err
+
+    def _mix(self, vocal: np.ndarray, src: Source, rng: np.random.Generator) -> np.ndarray:
+        """Vocal window + a random instrumental window at a random vocal-to-accompaniment ratio (−5…+5 dB)."""
+        path, dur = src.mix_onto[int(rng.integers(len(src.mix_onto)))]
+        acc = read_window(path, float(rng.uniform(0, max(0.0, dur - self.seconds))), self.seconds, self.sample_rate)
+        gain = np.sqrt(np.mean(vocal**2) / max(float(np.mean(acc**2)), 1e-12) / 10 ** (rng.uniform(-5, 5) / 10))
+        return (vocal + gain * acc).astype(np.float32)

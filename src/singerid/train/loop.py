@@ -56,6 +56,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     tensorboard: bool = False
     separate: str = "none"  # vocal/hybrid modes: separate mixtures that have no vocals_path (cached on disk)
+    mix_instrumentals: bool = False  # mixture/hybrid modes: mix vocal stems onto the table's instrumentals on the fly
 
     def resolved(self) -> "TrainConfig":
         """Fill the None training settings from the model preset."""
@@ -132,7 +133,7 @@ def train(cfg: TrainConfig) -> Path:
         dist.barrier(ctx)
         if not ctx.is_main:
             tracks = ensure_vocal_stems(tracks, sep, home() / "stems" / sep.name)  # all cached by rank 0 now
-    sources = build_sources(tracks, cfg.mode)
+    sources = build_sources(tracks, cfg.mode, cfg.mix_instrumentals)
     train_s, val_s = split_singers(list(sources), tracks, cfg.val_fraction, cfg.seed)
     log.info("%s mode: %d training singers, %d validation singers", cfg.mode, len(train_s), len(val_s))
     mcfg = _model_config(cfg.model)
