@@ -158,10 +158,10 @@ class Catalogue:
         else:
             index, meta = None, {"max_id": 0}
         if index is None:
-            ids, emb, _ = self.store.track_embeddings()
-            index = faiss_index.build(kind, int(self.store.get_meta("dim")), train=emb if kind == "ivfpq" else None)
             meta = {"max_id": 0}
-        ids, emb, _ = self.store.track_embeddings(meta["max_id"])
+        ids, emb, _ = self.store.track_embeddings(meta["max_id"])  # read once: all tracks when (re)building
+        if index is None:
+            index = faiss_index.build(kind, int(self.store.get_meta("dim")), train=emb if kind == "ivfpq" else None)
         if len(ids):
             index.add_with_ids(emb, ids)
         if index.ntotal != self.store.count():  # removals since the file was written

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS tracks (
     n_windows INTEGER NOT NULL, emb BLOB NOT NULL, windows BLOB NOT NULL, starts BLOB NOT NULL, added REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tracks_singer ON tracks(singer);
+CREATE INDEX IF NOT EXISTS tracks_path_singer ON tracks(path, singer);
 """
 
 
