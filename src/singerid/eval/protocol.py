@@ -24,19 +24,28 @@ def _embed_all(embedder: Embedder, tracks: pd.DataFrame, extra: list[str], cache
     return dict(zip(paths, wins))
 
 
+def _prepare(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig, min_train: int, extra, cache_dir,
+             workers: int, separator) -> tuple[dict, dict[str, Windows]]:
+    """Splits, every needed window embedded once (+ `extra(splits)` paths), validation windows fixed."""
+    splits = make_splits(tracks, cfg.seed, min_train)
+    if len(splits) < 2:
+        raise ValueError(f"only {len(splits)} singer(s) have ≥ {min_train} training tracks + a test and a validation track")
+    needed = [p for s in splits.values() for p in (s.test, s.val, *s.train)]
+    win = _embed_all(embedder, tracks[tracks["path"].isin(needed)], extra(splits), cache_dir, workers, separator)
+    fix_val_windows(splits, {p: len(w.emb) for p, w in win.items()}, cfg.seed)
+    return splits, win
+
+
 def run_sweep(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig, out_dir: str | Path,
               cache_dir=None, workers: int = 2, min_train: int = 3, separator=None) -> dict:
     """Closed-set sweep on the real tracks and, when the table has `kind=cloned` rows, the cloned protocol.
     Writes splits.json, results.json, records.json and report.md to out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    splits = make_splits(tracks, cfg.seed, min_train)
-    if len(splits) < 2:
-        raise ValueError(f"only {len(splits)} singer(s) have ≥ {min_train} training tracks + a test and a validation track")
-    clones = tracks[(tracks["kind"] == "cloned") & tracks["singer"].isin(list(splits))]
-    needed = [p for s in splits.values() for p in (s.test, s.val, *s.train)]
-    win = _embed_all(embedder, tracks[tracks["path"].isin(needed)], list(clones["path"]), cache_dir, workers, separator)
-    fix_val_windows(splits, {p: len(w.emb) for p, w in win.items()}, cfg.seed)
+    cloned = tracks[tracks["kind"] == "cloned"]
+    splits, win = _prepare(tracks, embedder, cfg, min_train, lambda sp: list(cloned["path"][cloned["singer"].isin(list(sp))]),
+                           cache_dir, workers, separator)
+    clones = cloned[cloned["singer"].isin(list(splits))]
     save_splits(out / "splits.json", splits, {"seed": cfg.seed, "min_train": min_train, "backend": embedder.name})
     results = {"backend": embedder.name, "closed": sweep(win, splits, cfg)}
     if len(clones):
@@ -62,14 +71,12 @@ def run_analyses(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig
     and the similarity study. Writes analyses.json, PNGs and report.md."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    splits = make_splits(tracks, cfg.seed, min_train)
     stem_cols = [c for c in ("vocals_path", "accompaniment_path") if c in tracks]
     stems = {r["path"]: {"vocals": r.get("vocals_path") or None, "accompaniment": r.get("accompaniment_path") or None}
              for _, r in tracks[["path", *stem_cols]].iterrows()}
-    extra = [p for s in splits.values() for p in stems.get(s.test, {}).values() if p]
-    needed = [p for s in splits.values() for p in (s.test, s.val, *s.train)]
-    win = _embed_all(embedder, tracks[tracks["path"].isin(needed)], extra, cache_dir, workers, separator)
-    fix_val_windows(splits, {p: len(w.emb) for p, w in win.items()}, cfg.seed)
+    splits, win = _prepare(tracks, embedder, cfg, min_train,
+                           lambda sp: [p for s in sp.values() for p in stems.get(s.test, {}).values() if p],
+                           cache_dir, workers, separator)
     n = max([c for c in cfg.class_counts if c <= len(splits)] or [len(splits)])
     res = sweep(win, splits, ExperimentConfig(**{**cfg.__dict__, "class_counts": [n]}))
     runs = res["records"][str(n)]
