@@ -10,10 +10,15 @@ import pandas as pd
 REQUIRED = ("path", "singer")
 OPTIONAL = ("song", "kind", "stem", "vocals_path", "accompaniment_path", "split", "genre", "vocal_segs")
 STEMS = {"mixture", "vocals", "instrumental", "speech"}
+SINGER_SEP = "|"  # a row sung (or cloned) by several singers, "A|B": a query is right if any of them is predicted
 
 
 class ManifestError(ValueError):
     """A tracks table that cannot be used: the message says which file and what is wrong."""
+
+
+def _text(v) -> str:
+    return "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v).strip()
 
 
 def _resolve(base: Path, p) -> str:
@@ -41,7 +46,8 @@ def parse_segs(v) -> list[float] | None:
 def load_tracks(path: str | os.PathLike) -> pd.DataFrame:
     """Read and normalise a tracks table: absolute paths, string singers, defaults for optional columns.
 
-    Defaults: song = the track's own path (every track its own song), kind = "real", stem = "mixture"."""
+    Defaults: song = the track's own path (every track its own song; a stem listed as a row of its own shares its
+    mixture's song, see `song_keys`), kind = "real", stem = "mixture"."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: tracks table not found")
@@ -59,7 +65,6 @@ def load_tracks(path: str | os.PathLike) -> pd.DataFrame:
     df["path"] = [_resolve(base, p) for p in df["path"]]
     if (df["path"] == "").any():
         raise ManifestError(f"{path}: {int((df['path'] == '').sum())} row(s) with an empty path")
-    df["song"] = [s if str(s).strip() else p for s, p in zip(df.get("song", df["path"]), df["path"])]
     df["kind"] = [k or "real" for k in df.get("kind", pd.Series([""] * len(df))).fillna("")]
     df["stem"] = [s or "mixture" for s in df.get("stem", pd.Series([""] * len(df))).fillna("")]
     bad = set(df["stem"]) - STEMS
@@ -71,11 +76,31 @@ def load_tracks(path: str | os.PathLike) -> pd.DataFrame:
         raise ManifestError(f"{path}: {int(nameless.sum())} row(s) with an empty singer (first: {df['path'][nameless].iloc[0]})")
     for c in ("vocals_path", "accompaniment_path"):
         df[c] = [_resolve(base, p) for p in df.get(c, pd.Series([None] * len(df)))]
+    df["song"] = song_keys(df)
     df["vocal_segs"] = [parse_segs(v) for v in df.get("vocal_segs", pd.Series([None] * len(df)))]
     for c in ("split", "genre"):
         if c not in df.columns:
             df[c] = ""
     return df.reset_index(drop=True)
+
+
+def song_keys(tracks: pd.DataFrame) -> list[str]:
+    """Per row, the song it is a take of: its `song` cell, else its path, except that a row whose file is another
+    row's `vocals_path` / `accompaniment_path` (a stem listed as a row of its own) takes that row's song."""
+    paths = list(tracks["path"])
+    given = [_text(v) for v in tracks["song"]] if "song" in tracks else [""] * len(paths)
+    own = {p: g or p for p, g in zip(paths, given)}
+    parent: dict[str, str] = {}
+    for c in ("vocals_path", "accompaniment_path"):
+        for p, stem in zip(paths, tracks[c] if c in tracks else []):
+            if _text(stem) and _text(stem) != p:
+                parent.setdefault(_text(stem), own[p])
+    return [g or parent.get(p, p) for p, g in zip(paths, given)]
+
+
+def singers_of(label: str) -> list[str]:
+    """"A|B" → ["A", "B"]; "A" → ["A"]."""
+    return [s.strip() for s in str(label).split(SINGER_SEP) if s.strip()]
 
 
 def vocal_source(row) -> str | None:

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..audio import WINDOW_SECONDS, AudioError, audio_info, peak_normalise, read_window
-from .manifest import mixture_source, vocal_source
+from .manifest import mixture_source, singers_of, song_keys, vocal_source
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +59,16 @@ def _instrumentals(tracks: pd.DataFrame) -> tuple[tuple[str, float], ...]:
 
 
 def build_sources(tracks: pd.DataFrame, mode: str, mix_instrumentals: bool = False) -> dict[str, list[TrackSources]]:
-    """Singer → usable tracks for `mode`, keeping singers with ≥ 2 distinct songs. Only `kind=real` singing.
+    """Singer → usable tracks for `mode`, keeping singers with ≥ 2 distinct songs (`song_keys`: every take of a song,
+    a mixture and its own stem included, counts once). Only `kind=real` singing by one singer.
 
     With `mix_instrumentals`, a track that has a vocal stem but no mixture gets a mixture made on the fly: its vocal
     window over a random window of one of the table's instrumentals (stem=instrumental rows, accompaniment_path)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    tracks = tracks.assign(song=song_keys(tracks))
     rows = tracks[(tracks["kind"] == "real") & tracks["stem"].isin(["mixture", "vocals"])]
+    rows = rows[rows["singer"].map(lambda s: len(singers_of(s)) == 1)]
     files = sorted({p for _, r in rows.iterrows() for p in (mixture_source(r), vocal_source(r)) if p})
     dur = _durations(files)
     insts = _instrumentals(tracks) if mix_instrumentals else ()

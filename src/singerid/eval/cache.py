@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..embed import Embedder, iter_track_embeddings
 
@@ -20,11 +21,41 @@ class Windows:
     starts: np.ndarray  # [N] seconds
     emb: np.ndarray  # [N, D] float32, L2-normalised
     error: str | None = None
+    norm: np.ndarray | None = None  # [N] L2 norms of the raw encoder outputs, for models whose head reads them raw
+
+    def features(self, raw: bool = False) -> np.ndarray:
+        """[N, D]: the L2-normalised embeddings, or (`raw`, where the norms are known) the raw encoder outputs."""
+        return self.emb * self.norm[:, None] if raw and self.norm is not None else self.emb
+
+
+def reads_raw(embedder: Embedder) -> bool:
+    """Does this embedder's model feed its classifier head the raw encoder output (the reference code's `paper`)?"""
+    cfg = getattr(getattr(embedder, "model", None), "cfg", None)
+    return getattr(cfg, "head_input", "l2") == "raw"
+
+
+class _RawOutputs:
+    """A checkpoint embedder that returns the raw encoder outputs (the cache normalises them and keeps the norms)."""
+
+    def __init__(self, embedder: Embedder):
+        self.model = embedder.model
+        self.name, self.dim = embedder.name, embedder.dim
+        self.sample_rate, self.window_seconds = embedder.sample_rate, embedder.window_seconds
+
+    @torch.inference_mode()
+    def embed_windows(self, windows: np.ndarray) -> np.ndarray:
+        """[N, T] → [N, D] raw encoder outputs."""
+        device = next(self.model.parameters()).device
+        x = torch.from_numpy(np.ascontiguousarray(windows))
+        out = [self.model.encode(b.to(device)).float().cpu() for b in x.split(32)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
 
 
 def model_key(embedder: Embedder) -> str:
     """Identifies the weights as well as the name (a retrained checkpoint never reuses stale embeddings)."""
     parts = [embedder.name, str(embedder.dim), str(embedder.window_seconds), "vocal-windows-v1"]
+    if reads_raw(embedder):
+        parts.append("raw-norms")
     model = getattr(embedder, "model", None)
     if model is not None:
         h = hashlib.sha1()
@@ -44,7 +75,7 @@ def embed_files(
     workers: int = 2, progress: bool = True, separator=None,
 ) -> list[Windows]:
     """→ one Windows per path (error set for unreadable files), from the cache where possible. The cache folder is
-    per (model, separation backend)."""
+    per (model, separation backend). For models whose head reads raw outputs, the raw norms are kept too."""
     starts = starts if starts is not None else [None] * len(paths)
     sep = separator.name if separator is not None else "none"
     folder = Path(cache_dir) / f"{model_key(embedder)}-{sep}" if cache_dir else None
@@ -56,19 +87,24 @@ def embed_files(
         f = _cache_file(folder, p, starts[i])
         if f is not None and f.is_file():
             z = np.load(f)
-            out[i] = Windows(z["starts"], z["emb"])
+            out[i] = Windows(z["starts"], z["emb"], norm=z["norm"] if "norm" in z else None)
         else:
             todo.append(i)
     if todo:
         log.info("embedding %d of %d files with %s", len(todo), len(paths), embedder.name)
-    for te in iter_track_embeddings(embedder, [paths[i] for i in todo], [starts[i] for i in todo], workers,
+    raw = reads_raw(embedder)
+    for te in iter_track_embeddings(_RawOutputs(embedder) if raw else embedder, [paths[i] for i in todo], [starts[i] for i in todo], workers,
                                     progress=progress, separator=separator):
         i = todo[te.index]
-        out[i] = Windows(np.asarray(te.starts, np.float32), te.embeddings.astype(np.float32), te.error)
+        emb, norm = te.embeddings.astype(np.float32), None
+        if raw:
+            norm = np.linalg.norm(emb, axis=1).astype(np.float32)
+            emb = emb / np.maximum(norm[:, None], 1e-12)
+        out[i] = Windows(np.asarray(te.starts, np.float32), emb, te.error, norm)
         f = _cache_file(folder, paths[i], starts[i])
         if f is not None and te.error is None:
             tmp = f.with_name(f.name + ".tmp.npz")
-            np.savez(tmp, starts=out[i].starts, emb=out[i].emb)
+            np.savez(tmp, starts=out[i].starts, emb=out[i].emb, **({"norm": norm} if raw else {}))
             os.replace(tmp, f)
     return out  # type: ignore[return-value]
 

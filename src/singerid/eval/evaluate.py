@@ -2,7 +2,9 @@
 
 Enrolment tracks define the singer set. Every query window is scored against every singer (nearest centroid or a
 classifier head on the frozen embeddings); a track's ranking is the majority vote of its windows (ties broken by
-summed scores). Unreadable queries count as misses and are listed with their error.
+summed scores, or arbitrarily with `topk_compat="reference"`, as in the paper's code). A query whose `singer` names
+several singers ("A|B") is right if any of them is predicted. Unreadable queries count as misses and are listed with
+their error.
 """
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ import logging
 import numpy as np
 import pandas as pd
 
+from ..data.manifest import singers_of
 from ..embed import Embedder
-from .cache import Windows, embed_files
+from .cache import Windows, embed_files, reads_raw
 from .heads import CentroidClassifier, HeadConfig, train_head
-from .vote import majority_vote, mean_score_ranking
+from .vote import TOPK_COMPAT, majority_vote, mean_score_ranking, truth_rank
 
 log = logging.getLogger(__name__)
 
@@ -23,39 +26,47 @@ DECISIONS = ("vote", "mean")
 
 
 def fit_classifier(windows: list[Windows], labels: list[int], n_classes: int, method: str, seed: int = 0,
-                   head_cfg: HeadConfig | None = None):
-    """Windows of enrolment tracks → a classifier with `.scores(emb [N, D]) -> [N, C]`."""
+                   head_cfg: HeadConfig | None = None, songs: list[str] | None = None):
+    """Windows of enrolment tracks → a classifier with `.scores(features [N, D]) -> [N, C]`.
+
+    The head validates on one held-out song per singer with ≥ 2 songs (`songs`, one per track; default: every track
+    its own song): four fixed windows of its first take, and none of its takes in training."""
     if method == "centroid":
         return CentroidClassifier.fit(np.concatenate([w.emb for w in windows]),
                                       np.concatenate([[y] * len(w.emb) for w, y in zip(windows, labels)]), n_classes)
     if method != "head":
         raise ValueError(f"method must be one of {METHODS}")
-    rng = np.random.default_rng(seed)
-    by_class: dict[int, list[int]] = {}
-    for i, y in enumerate(labels):
-        by_class.setdefault(y, []).append(i)
-    val_idx = {int(rng.choice(ix)) for ix in by_class.values() if len(ix) >= 2}  # one validation track per singer
-    train_idx = [i for i in range(len(windows)) if i not in val_idx]
-    val_src = val_idx or set(train_idx)
-    xv, yv = [], []
-    for i in sorted(val_src):  # four fixed validation windows per validation track
-        take = rng.choice(len(windows[i].emb), size=min(4, len(windows[i].emb)), replace=False)
-        xv.append(windows[i].emb[take])
-        yv += [labels[i]] * len(take)
     cfg = head_cfg or HeadConfig(seed=seed)
-    return train_head([windows[i].emb for i in train_idx], np.array([labels[i] for i in train_idx]),
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, dict[str, list[int]]] = {}
+    for i, (y, song) in enumerate(zip(labels, songs or [str(i) for i in range(len(windows))])):
+        by_class.setdefault(y, {}).setdefault(song, []).append(i)
+    held = [list(g.values())[int(rng.integers(len(g)))] for g in by_class.values() if len(g) >= 2]
+    train_idx = [i for i in range(len(windows)) if not any(i in takes for takes in held)]
+    feats = [w.features(cfg.raw_input) for w in windows]
+    xv, yv = [], []
+    for i in sorted(takes[0] for takes in held) or train_idx:  # four fixed validation windows per validation track
+        take = rng.choice(len(feats[i]), size=min(4, len(feats[i])), replace=False)
+        xv.append(feats[i][take])
+        yv += [labels[i]] * len(take)
+    return train_head([feats[i] for i in train_idx], np.array([labels[i] for i in train_idx]),
                       np.concatenate(xv), np.array(yv), n_classes, cfg)
 
 
-def rank_tracks(clf, windows: list[Windows], decision: str = "vote") -> list[tuple[np.ndarray, np.ndarray] | None]:
-    """→ per track (class ranking [C], mean window score per class [C]), None for unreadable tracks."""
+def rank_tracks(clf, windows: list[Windows], decision: str = "vote", compat: str = "ours",
+                seed: int = 0) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """→ per track (class ranking [C], mean window score per class [C]), None for unreadable tracks.
+    `compat="reference"` (vote only): vote ties broken arbitrarily, seeded, as the paper's code does."""
+    if compat == "reference" and decision != "vote":
+        raise ValueError("the reference top-k is defined for the majority vote only (decision='vote')")
+    rng = np.random.default_rng([seed, 5])
     out = []
     for w in windows:
         if w.error or len(w.emb) == 0:
             out.append(None)
             continue
-        s = clf.scores(w.emb)
-        ranking = majority_vote(s)[0] if decision == "vote" else mean_score_ranking(s)
+        s = clf.scores(w.features(clf.raw_input))
+        ranking = majority_vote(s, compat, rng)[0] if decision == "vote" else mean_score_ranking(s)
         out.append((ranking, s.mean(axis=0)))
     return out
 
@@ -79,7 +90,14 @@ def embed_table(embedder: Embedder, tracks: pd.DataFrame, cache_dir=None, worker
 def evaluate(
     enrol: pd.DataFrame, query: pd.DataFrame, embedder: Embedder, method: str = "centroid", decision: str = "vote",
     cache_dir=None, workers: int = 2, seed: int = 0, k: int = 5, separator=None, auto: bool = True,
+    topk_compat: str = "ours",
 ) -> dict:
+    if topk_compat not in TOPK_COMPAT:
+        raise ValueError(f"topk_compat must be one of {TOPK_COMPAT}")
+    several = [len(singers_of(s)) > 1 for s in enrol["singer"]]
+    if any(several):
+        log.warning("%d enrolment row(s) naming several singers skipped: enrol each singer's own tracks", sum(several))
+        enrol = enrol[~pd.Series(several, index=enrol.index)]
     ew = embed_table(embedder, enrol, cache_dir, workers, separator, auto)
     ok = [i for i, w in enumerate(ew) if not w.error and len(w.emb)]
     if len(ok) < len(ew):
@@ -88,10 +106,13 @@ def evaluate(
     if len(singers) < 2:
         raise ValueError(f"need at least 2 enrolled singers with readable audio, have {len(singers)}")
     idx = {s: j for j, s in enumerate(singers)}
-    clf = fit_classifier([ew[i] for i in ok], [idx[enrol["singer"].iloc[i]] for i in ok], len(singers), method, seed)
+    songs = [enrol["song"].iloc[i] for i in ok] if "song" in enrol else None
+    clf = fit_classifier([ew[i] for i in ok], [idx[enrol["singer"].iloc[i]] for i in ok], len(singers), method, seed,
+                         HeadConfig(seed=seed, raw_input=reads_raw(embedder)), songs)
     qw = embed_table(embedder, query, cache_dir, workers, separator, auto)
     queries, top1, topk = [], 0, 0
-    for (path, singer), w, r in zip(query[["path", "singer"]].itertuples(index=False), qw, rank_tracks(clf, qw, decision)):
+    ranked = rank_tracks(clf, qw, decision, topk_compat, seed)
+    for (path, singer), w, r in zip(query[["path", "singer"]].itertuples(index=False), qw, ranked):
         item = {"path": path, "singer": singer, "predicted": []}
         if r is None:
             item["error"] = w.error or "no windows"
@@ -99,9 +120,9 @@ def evaluate(
             ranking, mean = r
             item["predicted"] = [[singers[c], round(float(mean[c]), 6)] for c in ranking[:k]]
             item["windows"] = int(len(w.emb))
-            names = [p[0] for p in item["predicted"]]
-            top1 += bool(names and names[0] == singer)
-            topk += singer in names
+            rank = truth_rank(ranking, [idx[s] for s in singers_of(singer) if s in idx])
+            top1 += rank == 0
+            topk += rank is not None and rank < k
         queries.append(item)
     n = len(queries)
     return {
@@ -109,6 +130,7 @@ def evaluate(
         "backend": embedder.name, "separation": separator.name if separator is not None else "none",
         "singers": len(singers),
         "n_errors": sum("error" in q for q in queries),
-        "n_not_enrolled": int(sum(s not in idx for s in query["singer"])),
+        "n_not_enrolled": int(sum(not any(x in idx for x in singers_of(s)) for s in query["singer"])),
+        "topk_compat": topk_compat,
         "queries": queries,
     }

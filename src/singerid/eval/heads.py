@@ -27,11 +27,36 @@ class HeadConfig:
     stop_patience: int = 20
     max_epochs: int = 200
     logit_scale: float = 1.0  # reference code: logits L2-normalised (scale 1) before cross-entropy
+    sampling: str = "singer"  # "singer": a singer, then a track, then a window (reference); "track": a track, then a window
+    raw_input: bool = False  # read the raw encoder output rather than L2-normalised embeddings (the `paper` model)
     seed: int = 0
+
+
+SAMPLING = ("singer", "track")
+
+
+class TrackSampler:
+    """Draws training tracks for a batch: class-balanced (a singer uniformly, then one of their tracks; reference code)
+    or uniformly over tracks (biased toward singers with many tracks)."""
+
+    def __init__(self, track_labels: np.ndarray, sampling: str = "singer"):
+        if sampling not in SAMPLING:
+            raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+        self.sampling, self.n = sampling, len(track_labels)
+        self.by_class = [np.flatnonzero(track_labels == c) for c in np.unique(track_labels)]
+
+    def __call__(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """→ [size] track indices."""
+        if self.sampling == "track":
+            return rng.integers(self.n, size=size)
+        groups = [self.by_class[c] for c in rng.integers(len(self.by_class), size=size)]
+        return np.array([g[rng.integers(len(g))] for g in groups])
 
 
 class CentroidClassifier:
     """Per-class mean of L2-normalised training windows; window scores = cosine to each centroid."""
+
+    raw_input = False
 
     def __init__(self, centroids: np.ndarray):
         self.centroids = centroids  # [C, D], L2-normalised
@@ -49,8 +74,9 @@ class CentroidClassifier:
 
 
 class HeadClassifier:
-    def __init__(self, head: ClassifierHead):
+    def __init__(self, head: ClassifierHead, raw_input: bool = False):
         self.head = head.eval()
+        self.raw_input = raw_input  # scores() expects raw encoder outputs (Windows.features(raw=True))
 
     @torch.inference_mode()
     def scores(self, emb: np.ndarray) -> np.ndarray:
@@ -62,19 +88,20 @@ def train_head(
     track_emb: list[np.ndarray], track_labels: np.ndarray, val_emb: np.ndarray, val_labels: np.ndarray,
     n_classes: int, cfg: HeadConfig = HeadConfig(),
 ) -> HeadClassifier:
-    """Train on windows drawn on the fly from training tracks (a random track, then a random window), validate on fixed
-    windows; keep the weights of the best validation loss."""
+    """Train on windows drawn on the fly from training tracks (`cfg.sampling`: a random singer, then one of their tracks,
+    then a random window), validate on fixed windows; keep the weights of the best validation loss."""
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     head = ClassifierHead(track_emb[0].shape[1], n_classes, cfg.hidden, cfg.logit_scale)
     opt = torch.optim.Adam(head.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience)
     xv, yv = torch.from_numpy(val_emb), torch.from_numpy(val_labels).long()
+    draw = TrackSampler(track_labels, cfg.sampling)
     best, best_state, bad = float("inf"), None, 0
     for epoch in range(cfg.max_epochs):
         head.train()
         for _ in range(cfg.epoch_steps):
-            t = rng.integers(len(track_emb), size=cfg.batch)
+            t = draw(rng, cfg.batch)
             x = np.stack([track_emb[i][rng.integers(len(track_emb[i]))] for i in t])
             loss = F.cross_entropy(head(torch.from_numpy(x)), torch.from_numpy(track_labels[t]).long())
             opt.zero_grad()
@@ -92,4 +119,4 @@ def train_head(
                 break
     log.debug("head: %d epochs, best val loss %.4f", epoch + 1, best)
     head.load_state_dict(best_state)
-    return HeadClassifier(head)
+    return HeadClassifier(head, cfg.raw_input)

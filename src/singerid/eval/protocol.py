@@ -1,16 +1,18 @@
 """End-to-end protocol runs over a tracks table: embed once, split, sweep (closed-set and cloned), analyse, report."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import pandas as pd
 
+from ..data.manifest import singers_of
 from ..embed import Embedder
 from .analyses import (bucket_of, by_group, plot_groups, plot_similarity, save_json, similarity_study, table,
                        write_report)
-from .cache import Windows, embed_files
-from .experiments import ExperimentConfig, sweep
+from .cache import Windows, embed_files, reads_raw
+from .experiments import ExperimentConfig, resolve_counts, sweep
 from .splits import fix_val_windows, make_splits, save_splits
 
 log = logging.getLogger(__name__)
@@ -26,14 +28,27 @@ def _embed_all(embedder: Embedder, tracks: pd.DataFrame, extra: list[str], cache
 
 def _prepare(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig, min_train: int, extra, cache_dir,
              workers: int, separator) -> tuple[dict, dict[str, Windows]]:
-    """Splits, every needed window embedded once (+ `extra(splits)` paths), validation windows fixed."""
+    """Song-level splits, every needed window embedded once (+ `extra(splits)` paths), validation windows fixed."""
     splits = make_splits(tracks, cfg.seed, min_train)
     if len(splits) < 2:
-        raise ValueError(f"only {len(splits)} singer(s) have ≥ {min_train} training tracks + a test and a validation track")
+        raise ValueError(f"only {len(splits)} singer(s) have ≥ {min_train + 2} distinct songs "
+                         f"({min_train} training + a test and a validation song); try a lower --min-train")
     needed = [p for s in splits.values() for p in (s.test, s.val, *s.train)]
     win = _embed_all(embedder, tracks[tracks["path"].isin(needed)], extra(splits), cache_dir, workers, separator)
     fix_val_windows(splits, {p: len(w.emb) for p, w in win.items()}, cfg.seed)
     return splits, win
+
+
+def _config(cfg: ExperimentConfig, embedder: Embedder) -> ExperimentConfig:
+    """The head reads what the model's own head read: raw encoder outputs for the `paper` model."""
+    return dataclasses.replace(cfg, head=dataclasses.replace(cfg.head, raw_input=reads_raw(embedder)))
+
+
+def _clones(tracks: pd.DataFrame, splits: dict) -> dict[str, list[str]]:
+    """Singer label ("A" or "A|B") → its cloned tracks, for labels naming at least one singer with a split."""
+    cloned = tracks[tracks["kind"] == "cloned"]
+    keep = cloned[cloned["singer"].map(lambda lab: any(s in splits for s in singers_of(lab))).astype(bool)]
+    return keep.groupby("singer")["path"].apply(list).to_dict()
 
 
 def run_sweep(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig, out_dir: str | Path,
@@ -42,14 +57,14 @@ def run_sweep(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig, o
     Writes splits.json, results.json, records.json and report.md to out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cloned = tracks[tracks["kind"] == "cloned"]
-    splits, win = _prepare(tracks, embedder, cfg, min_train, lambda sp: list(cloned["path"][cloned["singer"].isin(list(sp))]),
+    cfg = _config(cfg, embedder)
+    splits, win = _prepare(tracks, embedder, cfg, min_train, lambda sp: [p for ps in _clones(tracks, sp).values() for p in ps],
                            cache_dir, workers, separator)
-    clones = cloned[cloned["singer"].isin(list(splits))]
-    save_splits(out / "splits.json", splits, {"seed": cfg.seed, "min_train": min_train, "backend": embedder.name})
+    save_splits(out / "splits.json", splits, {"seed": cfg.seed, "min_train": min_train, "backend": embedder.name,
+                                              "held_out": "song"})
     results = {"backend": embedder.name, "closed": sweep(win, splits, cfg)}
-    if len(clones):
-        tests = clones.groupby("singer")["path"].apply(list).to_dict()
+    tests = _clones(tracks, splits)
+    if tests:
         results["cloned"] = sweep(win, splits, cfg, tests=tests, label="cloned")
     save_json(out / "records.json", {k: v.pop("records") for k, v in results.items() if isinstance(v, dict) and "records" in v})
     save_json(out / "results.json", results)
@@ -71,13 +86,14 @@ def run_analyses(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig
     and the similarity study. Writes analyses.json, PNGs and report.md."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    cfg = _config(cfg, embedder)
     stem_cols = [c for c in ("vocals_path", "accompaniment_path") if c in tracks]
     stems = {r["path"]: {"vocals": r.get("vocals_path") or None, "accompaniment": r.get("accompaniment_path") or None}
              for _, r in tracks[["path", *stem_cols]].iterrows()}
     splits, win = _prepare(tracks, embedder, cfg, min_train,
                            lambda sp: [p for s in sp.values() for p in stems.get(s.test, {}).values() if p],
                            cache_dir, workers, separator)
-    n = max([c for c in cfg.class_counts if c <= len(splits)] or [len(splits)])
+    n = max(resolve_counts(cfg.class_counts, len(splits)))
     res = sweep(win, splits, ExperimentConfig(**{**cfg.__dict__, "class_counts": [n]}))
     runs = res["records"][str(n)]
     genre = dict(zip(tracks["path"], tracks["genre"]))
