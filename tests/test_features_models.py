@@ -45,9 +45,10 @@ def test_mel_filterbank_is_htk_triangles():
 
 
 def test_presets_and_paper_shapes():
-    assert {"paper", "tiny"} <= set(list_models())
+    assert {"paper", "paper-v0", "tiny"} <= set(list_models())
     cfg = get_config("paper")
-    assert cfg.encoder == {"patch": 16, "dim": 384, "depth": 12, "heads": 6, "mlp_ratio": 4.0, "embed_dim": 2048}
+    assert {k: cfg.encoder[k] for k in ("patch", "dim", "depth", "heads", "mlp_ratio", "embed_dim")} == \
+        {"patch": 16, "dim": 384, "depth": 12, "heads": 6, "mlp_ratio": 4.0, "embed_dim": 2048}
     assert cfg.projector == [2048, 1024, 1024, 2048]
     m = create_model("paper").eval()
     n_params = sum(p.numel() for p in m.encoder.parameters())
@@ -61,6 +62,47 @@ def test_presets_and_paper_shapes():
     assert m.encoder.grid == (8, 15)
     with pytest.raises(KeyError, match="unknown model"):
         create_model("huge")
+
+
+def _reference_parameter_count(dim=384, depth=12, mlp=4, in_ch=2, patch=16, n_mels=128, n_frames=240, feature=2048,
+                               hidden=1024, proj=2048) -> int:
+    """The reference model (deezer/real-cloned-singer-id foundation/model.py TrainingWrapper), counted by hand:
+    timm ViT-S/16 blocks (qkv with bias), a 2-channel conv patch embedding, CLS + learned positions, no final norm,
+    Linear + GELU to 2048, projector Linear-BN-ReLU ×2 then a bias-free Linear."""
+    n_patches = (n_mels // patch) * (n_frames // patch)  # 8 × 15 = 120
+    patch_embed = in_ch * patch * patch * dim + dim
+    tokens = dim + (n_patches + 1) * dim  # CLS + positions
+    block = 2 * 2 * dim + (dim * 3 * dim + 3 * dim) + (dim * dim + dim) + (dim * mlp * dim + mlp * dim) + (mlp * dim * dim + dim)
+    feature_layer = dim * feature + feature
+    projector = (feature * hidden + hidden) + 2 * hidden + (hidden * hidden + hidden) + 2 * hidden + hidden * proj
+    return patch_embed + tokens + depth * block + feature_layer + projector
+
+
+def test_paper_preset_is_the_reference_model():
+    m = create_model("paper", seed=0).eval()
+    enc = m.encoder
+    assert enc.patch_embed.in_channels == 2 and enc.patch_embed.kernel_size == (16, 16) and enc.grid == (8, 15)
+    assert enc.pos_embed.shape == (1, 121, 384) and enc.cls_token.shape == (1, 1, 384)
+    assert isinstance(enc.norm, torch.nn.Identity) and not enc.standardise  # no final norm, no input standardisation
+    last = m.projector.net[-1]
+    assert isinstance(last, torch.nn.Linear) and last.bias is None and last.out_features == 2048
+    assert [type(x).__name__ for x in m.projector.net] == ["Linear", "BatchNorm1d", "ReLU"] * 2 + ["Linear"]
+    assert m.cfg.head_input == "raw"
+    n = sum(p.numel() for p in m.parameters())
+    assert n == _reference_parameter_count() == 27_574_912
+    # trunc-normal(0.02) init of the block Linears (timm's: bounds ±2 absolute), drawn per block; biases zero
+    w = [b.linear1.weight.detach() for b in enc.blocks.layers]
+    assert all(abs(float(x.std()) - 0.02) < 1e-3 for x in w)
+    assert not torch.equal(w[0], w[1]) and float(enc.blocks.layers[0].self_attn.in_proj_bias.abs().max()) == 0.0
+    # mono is fed as two identical channels; an explicit stereo pair of the same signal gives the same embedding
+    x = torch.randn(2, 96000)
+    with torch.inference_mode():
+        mono, stereo = m.embed(x), m.embed(torch.stack([x, x], dim=1))
+    torch.testing.assert_close(mono, stereo, rtol=1e-4, atol=1e-5)
+    # the previous preset stays loadable under its own name, with its own (1-channel, final norm, biased) structure
+    v0 = create_model("paper-v0")
+    assert v0.encoder.patch_embed.in_channels == 1 and isinstance(v0.encoder.norm, torch.nn.LayerNorm)
+    assert v0.projector.net[-1].bias is not None and v0.cfg.head_input == "l2"
 
 
 def test_checkpoint_roundtrip_and_validation(tmp_path):

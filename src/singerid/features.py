@@ -45,7 +45,7 @@ def mel_filterbank(cfg: MelConfig) -> Tensor:
 
 
 class LogMel(nn.Module):
-    """[B, T] float wave → [B, n_mels, n_frames] log-mel power spectrogram."""
+    """[..., T] float wave (e.g. [B, T] or [B, C, T]) → [..., n_mels, n_frames] log-mel power spectrogram."""
 
     def __init__(self, cfg: MelConfig = MelConfig()):
         super().__init__()
@@ -54,6 +54,8 @@ class LogMel(nn.Module):
         self.register_buffer("fb", mel_filterbank(cfg), persistent=False)
 
     def forward(self, wave: Tensor) -> Tensor:
+        if wave.dim() != 2:
+            return self(wave.reshape(-1, wave.shape[-1])).unflatten(0, wave.shape[:-1])
         spec = torch.stft(
             wave, self.cfg.n_fft, self.cfg.hop, window=self.window, center=True, pad_mode="reflect", return_complex=True
         )  # [B, F, frames]

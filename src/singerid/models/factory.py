@@ -22,6 +22,8 @@ class ModelConfig:
     mel: dict = field(default_factory=dict)
     encoder: dict = field(default_factory=dict)
     projector: list[int] = field(default_factory=lambda: [2048, 1024, 1024, 2048])
+    projector_bias: bool = True  # bias of the projector's last Linear (reference: none)
+    head_input: str = "l2"  # what an identification head reads: "l2" embeddings, or "raw" encoder outputs (reference)
     train: dict = field(default_factory=dict)
     description: str = ""
 
@@ -51,7 +53,8 @@ def get_config(name: str) -> ModelConfig:
 
 
 class SingerModel(nn.Module):
-    """Front end + encoder + projector. wave [B, T] at 16 kHz → embedding [B, D] / projection [B, P]."""
+    """Front end + encoder + projector. wave [B, T] (mono) or [B, C, T] at 16 kHz → embedding [B, D] / projection
+    [B, P]."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -63,7 +66,9 @@ class SingerModel(nn.Module):
         self.encoder = ASTEncoder(n_mels=mel.n_mels, n_frames=mel.n_frames, **cfg.encoder)
         if cfg.projector[0] != cfg.embed_dim:
             raise ValueError(f"projector input {cfg.projector[0]} != embed_dim {cfg.embed_dim}")
-        self.projector = Projector(cfg.projector)
+        if cfg.head_input not in ("l2", "raw"):
+            raise ValueError(f"head_input must be 'l2' or 'raw', got {cfg.head_input!r}")
+        self.projector = Projector(cfg.projector, cfg.projector_bias)
 
     @property
     def sample_rate(self) -> int:

@@ -5,22 +5,23 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 
-def mlp_bn(dims: list[int]) -> nn.Sequential:
-    """Linear → BN → ReLU between every pair of dims except after the last Linear."""
+def mlp_bn(dims: list[int], last_bias: bool = True) -> nn.Sequential:
+    """Linear → BN → ReLU between every pair of dims except after the last Linear (bias-free with `last_bias=False`)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-        layers.append(nn.Linear(a, b))
+        layers.append(nn.Linear(a, b, bias=last_bias or i < len(dims) - 2))
         if i < len(dims) - 2:
             layers += [nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 
 class Projector(nn.Module):
-    """[B, embed_dim] → [B, out] L2-normalised (paper: 2048 → 1024 → 1024 → 2048, BN + ReLU)."""
+    """[B, embed_dim] → [B, out] L2-normalised (paper: 2048 → 1024 → 1024 → 2048, BN + ReLU; the reference's last
+    Linear has no bias)."""
 
-    def __init__(self, dims: list[int]):
+    def __init__(self, dims: list[int], last_bias: bool = True):
         super().__init__()
-        self.net = mlp_bn(dims)
+        self.net = mlp_bn(dims, last_bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.normalize(self.net(x), dim=-1)
