@@ -217,3 +217,102 @@ def test_separate_given_uses_the_tables_vocal_stems(synth_catalogue, tmp_path, t
     plain = json.loads((tmp_path / "none.json").read_text())
     assert all(x["path"].endswith("_vocals.flac") for x in given["queries"])
     assert all(x["path"].endswith("_mix.flac") for x in plain["queries"])
+
+
+def _takes_table(n_singers=4, n_songs=6, takes=3) -> pd.DataFrame:
+    """Several takes per song (GTSinger-like techniques), one song of each singer as a mixture + its own vocal stem
+    listed as two rows without a `song` value; an unbalanced second singer (twice the songs) included."""
+    rows = []
+    for s in range(n_singers):
+        for g in range(n_songs * (2 if s == 1 else 1)):
+            for k in range(takes):
+                rows.append({"path": f"/x/{s}_{g}_{k}.flac", "singer": f"s{s}", "song": f"{s}_{g}", "kind": "real",
+                             "stem": "vocals", "vocals_path": "", "split": ""})
+        rows.append({"path": f"/x/{s}_mix.flac", "singer": f"s{s}", "song": "", "kind": "real", "stem": "mixture",
+                     "vocals_path": f"/x/{s}_mixvox.flac", "split": ""})
+        rows.append({"path": f"/x/{s}_mixvox.flac", "singer": f"s{s}", "song": "", "kind": "real", "stem": "vocals",
+                     "vocals_path": "", "split": ""})
+    return pd.DataFrame(rows)
+
+
+def test_splits_validation_and_pairs_hold_out_whole_songs(monkeypatch):
+    from singerid.data.manifest import song_keys
+    from singerid.data.pairs import PairBatches, Source, TrackSources
+    from singerid.eval import evaluate as ev
+
+    t = _takes_table()
+    song = dict(zip(t["path"], song_keys(t)))
+    assert song["/x/0_mixvox.flac"] == song["/x/0_mix.flac"]  # a stem row shares its mixture's song
+    for seed in range(5):
+        for singer, sp in make_splits(t, seed=seed, min_train=3).items():
+            parts = {"test": sp.test_tracks, "val": sp.val_tracks, "train": sp.train}
+            songs = {k: {song[p] for p in v} for k, v in parts.items()}
+            assert len(songs["test"]) == len(songs["val"]) == 1 and len(songs["train"]) >= 3
+            assert not (songs["test"] & songs["val"] or songs["test"] & songs["train"] or songs["val"] & songs["train"])
+            assert sp.test == sp.test_tracks[0] and sp.val == sp.val_tracks[0]
+            assert sorted(p for v in parts.values() for p in v) == sorted(t["path"][t["singer"] == singer])
+    assert set(make_splits(t, min_train=6)) == {"s1"}  # 8 distinct songs needed; others have 6 + the mix song
+    # the given split column: a training take of the test song is moved out of training
+    g = _takes_table(2, 6, 2)
+    g["split"] = "train"
+    g.loc[g["path"].isin(["/x/0_0_0.flac", "/x/1_0_0.flac"]), "split"] = "test"
+    g.loc[g["path"].isin(["/x/0_1_0.flac", "/x/1_1_0.flac"]), "split"] = "val"
+    given = make_splits(g)
+    assert given["s0"].test_tracks == ["/x/0_0_0.flac", "/x/0_0_1.flac"] and "/x/0_0_1.flac" not in given["s0"].train
+    # the evaluate contract's head: its validation song is held out of training with every take
+    seen = {}
+    monkeypatch.setattr(ev, "train_head", lambda tr, y, xv, yv, n, cfg: seen.update(train=tr, val=xv))
+    wins = [Windows(np.arange(4.0), np.full((4, 2), i, np.float32)) for i in range(len(t))]
+    labels = [int(s[1:]) for s in t["singer"]]
+    ev.fit_classifier(wins, labels, 4, "head", songs=list(song.values()))
+    train_songs = {song[t["path"][int(x[0, 0])]] for x in seen["train"]}
+    val_songs = {song[t["path"][int(x[0])]] for x in seen["val"]}
+    assert len(val_songs) == 4 and not val_songs & train_songs
+    # contrastive pairs (training and the fixed validation pairs): never two takes of one song
+    sources: dict[str, list[TrackSources]] = {}
+    for p, s in zip(t["path"], t["singer"]):
+        sources.setdefault(s, []).append(TrackSources(s, song[p], None, Source(p, 10.0, None)))
+    for seed in (0, 1_000_003):  # the loop's training and validation seeds
+        ds = PairBatches(sources, sorted(sources), "vocal", batch_pairs=4, seed=seed, steps=40)
+        for step in range(40):
+            for singer, a, b in ds.plan(step):
+                assert song[a.path] != song[b.path] and a.path.startswith(f"/x/{singer[1:]}_")
+
+
+def test_head_sampler_is_class_balanced_on_an_unbalanced_table():
+    from singerid.eval.heads import TrackSampler
+
+    labels = np.repeat(np.arange(4), [1, 3, 10, 40])  # 54 tracks: one singer has 40, another 1
+    rng = np.random.default_rng(0)
+    freq = np.bincount(labels[TrackSampler(labels)(rng, 40_000)], minlength=4) / 40_000
+    np.testing.assert_allclose(freq, 0.25, atol=0.01)
+    by_track = np.bincount(labels[TrackSampler(labels, "track")(rng, 40_000)], minlength=4) / 40_000
+    assert by_track[3] > 0.7  # the old draw: proportional to tracks
+    draws = TrackSampler(labels)(rng, 40_000)
+    within = np.bincount(draws[labels[draws] == 1], minlength=54)[1:4]
+    np.testing.assert_allclose(within / within.sum(), 1 / 3, atol=0.03)  # then a track uniformly within the singer
+
+
+def test_reference_topk_multi_singer_clones_and_all_classes():
+    from singerid.cli.parser import build_parser
+    from singerid.eval.experiments import resolve_counts
+
+    # one vote for class 3, none elsewhere: ours fills ranks by summed score, reference arbitrarily
+    s = np.array([[0.0, 0.3, 0.2, 0.5]])
+    assert list(majority_vote(s)[0]) == [3, 1, 2, 0]
+    refs = [tuple(majority_vote(s, "reference", np.random.default_rng(i))[0]) for i in range(20)]
+    assert all(r[0] == 3 for r in refs) and len(set(refs)) > 1
+    assert list(topk_hits([np.array([3, 1, 2, 0])], [[0, 1]], 2)) == [True]  # any of several singers counts
+    assert resolve_counts(["all", 3, 100], 6) == [3, 6] and resolve_counts([100], 6) == [6]
+    a = build_parser().parse_args(["sweep", "--manifest", "m", "--out", "o", "--classes", "all", "4", "--topk-compat", "reference"])
+    assert a.classes == ["all", 4] and a.topk_compat == "reference"
+    # a clone of a duet: tested once, right if either singer is predicted; its classes always included
+    _, track = _clusters(n_classes=6, noise=0.3)
+    t = _table(6, 6)
+    splits = make_splits(t, seed=0)
+    win = {p: Windows(np.arange(6.0), track(int(p.split("/")[-1].split("_")[0]))) for p in t["path"]}
+    win["/x/duet.flac"] = Windows(np.arange(6.0), track(1))
+    cfg = ExperimentConfig(class_counts=["all"], runs=2, method="centroid", topk_compat="reference")
+    res = sweep(win, splits, cfg, tests={"s0|s1": ["/x/duet.flac"]}, label="cloned")
+    assert list(res["results"]) == ["6"] and res["results"]["6"]["top1_mean"] == 100.0
+    assert all(r["singer"] == "s0|s1" for run in res["records"]["6"] for r in run)

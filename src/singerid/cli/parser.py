@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", required=True, help="output JSON")
     v.add_argument("--method", choices=["centroid", "head"], default="centroid")
     v.add_argument("--decision", choices=["vote", "mean"], default="vote", help="track decision from window scores")
+    topk_arg(v)
     backend_args(v)
 
     for name, helptext in (("sweep", "closed-set N-class sweeps x runs, and the cloned protocol when the table has clones"),
@@ -57,10 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         w = sub.add_parser(name, help=helptext)
         w.add_argument("--manifest", required=True, help="tracks table (real tracks; kind=cloned rows for the cloned protocol)")
         w.add_argument("--out", required=True, help="results folder")
-        w.add_argument("--classes", type=int, nargs="+", default=[100, 200, 300, 400, 500, 600, 700, 800, 900, 1000])
+        w.add_argument("--classes", type=class_count, nargs="+", default=[100, 200, 300, 400, 500, 600, 700, 800, 900, 1000],
+                       help="class counts (singers per head); 'all': every singer with enough distinct songs")
         w.add_argument("--runs", type=int, default=10)
         w.add_argument("--method", choices=["head", "centroid"], default="head")
-        w.add_argument("--min-train", type=int, default=3, help="training tracks a singer needs")
+        w.add_argument("--min-train", type=int, default=3,
+                       help="training songs a singer needs (plus a held-out test song and validation song)")
+        topk_arg(w)
         backend_args(w)
 
     c = sub.add_parser("convert-splits", help="FMA / MTG-Jamendo split JSON files (authors' schema) -> tracks table")
@@ -161,3 +165,19 @@ def backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+
+
+def class_count(v: str) -> int | str:
+    """`--classes` item: a number of singers (≥ 2), or "all"."""
+    if v == "all":
+        return v
+    n = int(v)
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"a class count is 'all' or at least 2, got {v}")
+    return n
+
+
+def topk_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--topk-compat", choices=["ours", "reference"], default="ours",
+                   help="vote ties: ours = broken by summed scores; reference = arbitrary, as the paper's code "
+                        "(figures comparable with its Table 2)")

@@ -70,7 +70,7 @@ def cmd_evaluate(a) -> int:
 
     emb = load_embedder(a.backend, a.checkpoint, a.device)
     r = evaluate(load_table(a.enroll, a), load_table(a.query, a), emb, a.method, a.decision, _cache_dir(a), a.workers,
-                 a.seed, separator=_separator(a), auto=a.separate in ("auto", "given"))
+                 a.seed, separator=_separator(a), auto=a.separate in ("auto", "given"), topk_compat=a.topk_compat)
     with open(a.json, "w") as fh:
         json.dump(r, fh, indent=1)
     print(f"{r['backend']} {r['method']}/{r['decision']}, separation {r['separation']}: top-1 {100 * r['top1']:.1f} %, top-5 {100 * r['top5']:.1f} % "

@@ -36,5 +36,5 @@ def _experiment(a):
     from ..backends import load_embedder
     from ..eval.experiments import ExperimentConfig
 
-    cfg = ExperimentConfig(class_counts=a.classes, runs=a.runs, method=a.method, seed=a.seed)
+    cfg = ExperimentConfig(class_counts=a.classes, runs=a.runs, method=a.method, topk_compat=a.topk_compat, seed=a.seed)
     return load_table(a.manifest, a), load_embedder(a.backend, a.checkpoint, a.device), cfg
