@@ -316,3 +316,32 @@ def test_reference_topk_multi_singer_clones_and_all_classes():
     res = sweep(win, splits, cfg, tests={"s0|s1": ["/x/duet.flac"]}, label="cloned")
     assert list(res["results"]) == ["6"] and res["results"]["6"]["top1_mean"] == 100.0
     assert all(r["singer"] == "s0|s1" for run in res["records"]["6"] for r in run)
+
+
+def test_raw_head_input_keeps_norms_in_the_cache(tmp_path):
+    """A model whose head reads raw encoder outputs (the `paper` preset): the cache keeps L2-normalised embeddings
+    for centroids and catalogues, plus the raw norms, and `features(raw=True)` gives back the encoder output."""
+    import torch
+
+    from singerid.embed import CheckpointEmbedder
+    from singerid.eval.cache import embed_files, reads_raw
+    from singerid.models import get_config
+    from singerid.testing import make_catalogue
+
+    cfg = get_config("tiny")
+    cfg.head_input = "raw"
+    ckpt = save_model(tmp_path / "raw", create_model(cfg, seed=0))
+    emb = CheckpointEmbedder(ckpt, "cpu")
+    assert reads_raw(emb) and not reads_raw(CheckpointEmbedder(save_model(tmp_path / "l2", create_model("tiny")), "cpu"))
+    table = pd.read_csv(make_catalogue(tmp_path / "cat", n_singers=1, songs_per_singer=1, seconds=7.0, seed=0))
+    path = str(tmp_path / "cat" / table["path"].iloc[0])
+    for _ in range(2):  # embedded, then read back from the cache
+        (w,) = embed_files(emb, [path], tmp_path / "cache", starts=[[0.0]], workers=0, progress=False)
+        np.testing.assert_allclose(np.linalg.norm(w.emb, axis=1), 1.0, atol=1e-5)
+        assert w.norm is not None and w.norm.shape == (1,)
+    from singerid.audio import load_audio, peak_normalise
+
+    x = peak_normalise(load_audio(path, 16000)[None, :96000].astype(np.float32))
+    with torch.inference_mode():
+        raw = emb.model.encode(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(w.features(raw=True), raw, rtol=1e-4, atol=1e-5)
