@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .audio import WINDOW_SECONDS, AudioError, cut_windows, load_audio, peak_normalise, window_starts
-from .vad import vocal_windows
+from .cpu import single_thread_worker
+from .vad import vocal_windows, window_activity
 
 log = logging.getLogger(__name__)
 
@@ -58,31 +59,71 @@ class CheckpointEmbedder:
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
 
+MAX_WINDOWS = 10  # window budget per track: at most this many 6-s windows, spread over it (60 s of voice)
+
+
+def spread(starts: list[float], budget: int | None) -> list[float]:
+    """At most `budget` of `starts`, evenly spread over them (all of them when they fit)."""
+    if budget is None or len(starts) <= budget:
+        return list(starts)
+    return [starts[int(i)] for i in np.unique(np.linspace(0, len(starts) - 1, budget).round().astype(int))]
+
+
+def separated_vocal_windows(wave: np.ndarray, separator, seconds: float = WINDOW_SECONDS,
+                            budget: int | None = MAX_WINDOWS, sample_rate: int = 16000) -> tuple[list[float], np.ndarray]:
+    """Mixture [T] → (starts, vocal-stem windows [N, seconds * sr]) of up to `budget` windows with vocals.
+
+    A track with more candidate windows than the budget is not separated whole: windows spread over it are separated
+    alone (with context), judged by vocal energy, and further spread windows are separated in rounds until half the
+    budget has vocals or twice the budget was separated. Short tracks are separated whole."""
+    candidates = window_starts(len(wave) / sample_rate, seconds)
+    if budget is None or len(candidates) <= budget:
+        vocals = separator.separate(wave)["vocals"]
+        starts = spread(vocal_windows(vocals, wave, seconds), budget)
+        return starts, cut_windows(vocals, starts, seconds, sample_rate)
+    peak = float(np.abs(wave).max())
+    remaining, tried, kept = list(candidates), [], []  # kept: (start, vocals window)
+    ratios: list[tuple[float, float, np.ndarray]] = []
+    while remaining and len(kept) < (budget + 1) // 2 and len(tried) < 2 * budget:
+        pick = spread(remaining, min(budget - len(kept), 2 * budget - len(tried)))
+        voc = separator.separate_windows(wave, pick, seconds)
+        flags, ratio = window_activity(voc, cut_windows(wave, pick, seconds, sample_rate), peak)
+        kept += [(s, v) for s, v, f in zip(pick, voc, flags) if f]
+        ratios += list(zip(ratio, pick, voc))
+        tried += pick
+        remaining = [s for s in remaining if s not in set(pick)]
+    if not kept:  # at least the most vocal window, so every track yields one
+        _, s, v = max(ratios, key=lambda r: r[0])
+        kept = [(s, v)]
+    kept.sort(key=lambda sv: sv[0])
+    return [s for s, _ in kept], np.stack([v for _, v in kept])
+
+
 def wave_windows(
     wave: np.ndarray, seconds: float = WINDOW_SECONDS, starts: list[float] | None = None, separator=None,
-    vocal_only: bool = True, sample_rate: int = 16000,
+    vocal_only: bool = True, sample_rate: int = 16000, budget: int | None = MAX_WINDOWS,
 ) -> tuple[list[float], np.ndarray]:
-    """16 kHz wave → (window starts s, [N, seconds * sample_rate] peak-normalised windows).
+    """16 kHz wave → (window starts s, [N, seconds * sample_rate] peak-normalised windows), N ≤ `budget` (None: all).
 
-    With a separator the windows come from the separated vocal stem. Unless `starts` are given (e.g. the table's
-    `vocal_segs`), only windows with vocal activity are kept (at least one per track)."""
-    mixture = wave
-    if separator is not None:
-        wave = separator.separate(wave)["vocals"]
+    With a separator the windows come from the separated vocal stem (only the windows used are separated). Unless
+    `starts` are given (e.g. the table's `vocal_segs`), only windows with vocal activity are kept (at least one)."""
     duration = len(wave) / sample_rate
-    if starts:
+    if starts:  # chosen by the table (vocal_segs): all of them, no budget
         starts = [s for s in starts if s < duration] or [0.0]
-    elif vocal_only:
-        starts = vocal_windows(wave, mixture if separator is not None else None, seconds)
+        windows = (separator.separate_windows(wave, starts, seconds) if separator is not None
+                   else cut_windows(wave, starts, seconds, sample_rate))
+    elif separator is not None:
+        starts, windows = separated_vocal_windows(wave, separator, seconds, budget, sample_rate)
     else:
-        starts = window_starts(duration, seconds)
-    return starts, peak_normalise(cut_windows(wave, starts, seconds, sample_rate))
+        starts = spread(vocal_windows(wave, None, seconds) if vocal_only else window_starts(duration, seconds), budget)
+        windows = cut_windows(wave, starts, seconds, sample_rate)
+    return starts, peak_normalise(windows)
 
 
-def track_windows(path: str, sample_rate: int = 16000, seconds: float = WINDOW_SECONDS,
-                  starts: list[float] | None = None, separator=None, vocal_only: bool = True) -> tuple[list[float], np.ndarray]:
+def track_windows(path: str, sample_rate: int = 16000, seconds: float = WINDOW_SECONDS, starts: list[float] | None = None,
+                  separator=None, vocal_only: bool = True, budget: int | None = MAX_WINDOWS) -> tuple[list[float], np.ndarray]:
     """Decode a file → `wave_windows` of it."""
-    return wave_windows(load_audio(path, sample_rate), seconds, starts, separator, vocal_only, sample_rate)
+    return wave_windows(load_audio(path, sample_rate), seconds, starts, separator, vocal_only, sample_rate, budget)
 
 
 class _Decoded(Dataset):
@@ -112,19 +153,20 @@ class TrackEmbedding:
 
 def iter_track_embeddings(
     embedder: Embedder, paths: list[str], starts: list | None = None, workers: int = 2, progress: bool = True,
-    separator=None, vocal_only: bool = True,
+    separator=None, vocal_only: bool = True, budget: int | None = MAX_WINDOWS,
 ) -> Iterator[TrackEmbedding]:
     """Embed the (vocal) windows of every file: decoding in workers, separation and the encoder in this process.
     Unreadable files come back with `error` set (they never abort the run)."""
     starts = starts if starts is not None else [None] * len(paths)
     loader = DataLoader(_Decoded(list(paths), embedder.sample_rate), batch_size=None, num_workers=workers,
-                        prefetch_factor=4 if workers else None)
+                        prefetch_factor=4 if workers else None, worker_init_fn=single_thread_worker if workers else None)
     for i, wave, err in tqdm(loader, total=len(paths), desc=f"embed {embedder.name}", disable=None if progress else True, unit="track"):
         if err:
             log.warning("skipped %s", err)
             yield TrackEmbedding(i, paths[i], [], np.zeros((0, embedder.dim), np.float32), err)
             continue
-        st, windows = wave_windows(np.asarray(wave), embedder.window_seconds, starts[i], separator, vocal_only, embedder.sample_rate)
+        st, windows = wave_windows(np.asarray(wave), embedder.window_seconds, starts[i], separator, vocal_only,
+                                   embedder.sample_rate, budget)
         yield TrackEmbedding(i, paths[i], list(st), embedder.embed_windows(windows))
 
 
@@ -132,11 +174,11 @@ def embed_tracks(
     embedder: Embedder, tracks: pd.DataFrame, column: str = "path", workers: int = 2, progress: bool = True,
     separator=None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Tracks table → (one row per window: path, singer, song, start, embedding [D]; errors)."""
+    """Tracks table → (one row per vocal window, no budget: path, singer, song, start, embedding [D]; errors)."""
     rows, errors = [], []
     segs = [v if isinstance(v, (list, tuple)) else None for v in tracks.get("vocal_segs", [None] * len(tracks))]
     paths = [p or q for p, q in zip(tracks[column], tracks["path"])]
-    for te in iter_track_embeddings(embedder, paths, segs, workers, progress=progress, separator=separator):
+    for te in iter_track_embeddings(embedder, paths, segs, workers, progress=progress, separator=separator, budget=None):
         if te.error:
             errors.append(te.error)
             continue

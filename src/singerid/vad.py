@@ -40,13 +40,20 @@ def energy_activity(vocals: np.ndarray, mixture: np.ndarray | None = None, cfg: 
                     hop: float | None = None) -> tuple[list[float], np.ndarray, np.ndarray]:
     """→ (window starts s, vocal flags [N] bool, vocal-to-mixture ratio dB [N]) for windows of cfg.window seconds."""
     mix = vocals if mixture is None else mixture
-    scale = max(float(np.abs(mix).max()), 1e-8)
     starts = window_starts(len(vocals) / SAMPLE_RATE, cfg.window, hop)
-    v = cut_windows(vocals / scale, starts, cfg.window)
-    m = cut_windows(mix / scale, starts, cfg.window)
-    level = _db(np.mean(v**2, axis=1))
-    ratio = _db(np.mean(v**2, axis=1)) - _db(np.mean(m**2, axis=1))
-    return starts, (level > cfg.min_level_db) & (ratio > cfg.min_ratio_db), ratio
+    flags, ratio = window_activity(cut_windows(vocals, starts, cfg.window), cut_windows(mix, starts, cfg.window),
+                                   float(np.abs(mix).max()), cfg)
+    return starts, flags, ratio
+
+
+def window_activity(vocals: np.ndarray, mixture: np.ndarray, peak: float,
+                    cfg: VadConfig = VadConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """Vocal windows [N, T] and their mixture windows [N, T], `peak` = the track's mixture peak → (vocal flags [N]
+    bool, vocal-to-mixture ratio dB [N]): rule (a) on windows, so a pipeline can judge windows it separated alone."""
+    scale = max(peak, 1e-8)
+    v_db = _db(np.mean((vocals / scale) ** 2, axis=1))
+    ratio = v_db - _db(np.mean((mixture / scale) ** 2, axis=1))
+    return (v_db > cfg.min_level_db) & (ratio > cfg.min_ratio_db), ratio
 
 
 def vocal_windows(vocals: np.ndarray, mixture: np.ndarray | None, seconds: float, cfg: VadConfig = VadConfig()) -> list[float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from .. import cpu
 from ..audio import AudioError
 from ..data.manifest import ManifestError
 from . import product, research  # noqa: F401  (importing registers the commands)
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
+        cpu.configure(args.threads)
         return COMMANDS[args.command](args)
     except (AudioError, ManifestError, FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
         print(f"singerid {args.command}: error: {e}", file=sys.stderr)

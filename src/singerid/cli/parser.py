@@ -7,7 +7,8 @@ import os
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="singerid", description="Singer identification that survives AI voice clones.")
-    p.add_argument("-v", "--verbose", action="store_true")
+    global_args(p)
+    p.set_defaults(verbose=False, threads=None)
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a singer-level contrastive embedding model")
@@ -150,7 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("quickstart", help="offline demo: synthetic singers, tiny model, catalogue, identify (+ unknown)")
     q.add_argument("--workdir", help="where to write the demo catalogue and run (default: a temp folder)")
     q.add_argument("--steps", type=int, default=300)
+    for command in sub.choices.values():  # global options are accepted after the subcommand too
+        global_args(command)
     return p
+
+
+def global_args(p: argparse.ArgumentParser) -> None:
+    """-v and --threads, on the main parser and every subcommand (SUPPRESS: a subcommand never resets them)."""
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    p.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
+                   help="torch threads per process (default: $SINGERID_THREADS, $OMP_NUM_THREADS, else the usable "
+                        "CPUs (affinity, cgroup quota) left idle by other processes, divided among workers)")
 
 
 

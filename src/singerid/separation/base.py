@@ -1,7 +1,9 @@
 """One separation interface over backends: 16 kHz mono wave → {"vocals", "accompaniment"} at 16 kHz.
 
-Long tracks are processed in overlapping chunks joined with a linear cross-fade, and results are cached on disk by
+Long tracks are processed in overlapping chunks joined with a linear cross-fade, and results can be cached on disk by
 content hash (the decoded samples + the backend), so a track is separated once whatever its file name.
+`separate_windows` separates only given windows (each with a little context), for pipelines that need a few windows
+of a long track rather than all of it.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ..audio import SAMPLE_RATE
 log = logging.getLogger(__name__)
 
 BACKENDS = ("spleeter", "demucs")
+STEMS = ("vocals", "accompaniment")
 
 
 class StemModel(Protocol):
@@ -26,7 +29,7 @@ class StemModel(Protocol):
 
     sample_rate: int
 
-    def separate(self, wave: np.ndarray) -> dict[str, np.ndarray]: ...
+    def separate(self, wave: np.ndarray, stems: tuple[str, ...] = STEMS) -> dict[str, np.ndarray]: ...
 
 
 class Separator:
@@ -40,12 +43,12 @@ class Separator:
         self.chunk, self.overlap = chunk_seconds, overlap_seconds
         self.cache_dir = Path(cache_dir) if cache_dir else None
 
-    def _run(self, wave: np.ndarray) -> dict[str, np.ndarray]:
+    def _run(self, wave: np.ndarray, stems: tuple[str, ...] = STEMS) -> dict[str, np.ndarray]:
         sr = self.model.sample_rate
         x = soxr.resample(wave, SAMPLE_RATE, sr).astype(np.float32) if sr != SAMPLE_RATE else wave
-        out = self.model.separate(np.stack([x, x]))
+        out = self.model.separate(np.stack([x, x]), stems)
         res = {}
-        for k in ("vocals", "accompaniment"):
+        for k in stems:
             y = out[k].mean(axis=0)
             y = soxr.resample(y, sr, SAMPLE_RATE).astype(np.float32) if sr != SAMPLE_RATE else y.astype(np.float32)
             res[k] = _fit(y, len(wave))
@@ -75,6 +78,19 @@ class Separator:
             start = end - o
         return {k: v / np.maximum(weight, 1e-6) for k, v in out.items()}
 
+    def separate_windows(self, wave: np.ndarray, starts: list[float], seconds: float, context: float = 1.0) -> np.ndarray:
+        """[N] mixture → [len(starts), seconds * 16 kHz] vocals of those windows only. Each window is separated with
+        `context` s of audio on both sides (overlapping or touching regions are merged and separated once)."""
+        n = int(round(seconds * SAMPLE_RATE))
+        out = np.zeros((len(starts), n), np.float32)
+        for a, b, members in merge_regions(starts, seconds, context, len(wave) / SAMPLE_RATE):
+            lo, hi = int(round(a * SAMPLE_RATE)), int(round(b * SAMPLE_RATE))
+            vocals = self._run(wave[lo:hi], ("vocals",))["vocals"]  # regions are short: one chunk, not cached
+            for i in members:
+                o = int(round(starts[i] * SAMPLE_RATE)) - lo
+                out[i] = _fit(vocals[o : o + n], n)
+        return out
+
     def cache_key(self, wave: np.ndarray) -> str:
         h = hashlib.sha1(np.ascontiguousarray(wave, np.float32).tobytes())
         h.update(f"{self.name}|{self.chunk}|{self.overlap}".encode())
@@ -93,6 +109,20 @@ class Separator:
         np.savez(tmp, **res)
         os.replace(tmp, f)
         return res
+
+
+def merge_regions(starts: list[float], seconds: float, context: float,
+                  duration: float) -> list[tuple[float, float, list[int]]]:
+    """Windows [s, s + seconds) widened by `context` on both sides (clipped to the track) and merged where they overlap
+    → [(region start s, region end s, indices of the windows inside)], in time order."""
+    regions: list[tuple[float, float, list[int]]] = []
+    for i in sorted(range(len(starts)), key=lambda j: starts[j]):
+        a, b = max(0.0, starts[i] - context), min(duration, starts[i] + seconds + context)
+        if regions and a <= regions[-1][1]:
+            regions[-1] = (regions[-1][0], max(b, regions[-1][1]), regions[-1][2] + [i])
+        else:
+            regions.append((a, b, [i]))
+    return regions
 
 
 def _fit(y: np.ndarray, n: int) -> np.ndarray:

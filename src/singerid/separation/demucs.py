@@ -31,7 +31,7 @@ class DemucsModel:
         return cls(model.models[0] if hasattr(model, "models") else model, device)
 
     @torch.inference_mode()
-    def separate(self, wave: np.ndarray) -> dict[str, np.ndarray]:
+    def separate(self, wave: np.ndarray, stems: tuple[str, ...] = ("vocals", "accompaniment")) -> dict[str, np.ndarray]:
         x = torch.from_numpy(np.ascontiguousarray(wave, np.float32)).to(self.device)
         ref = x.mean(0)
         mean, std = ref.mean(), ref.std().clamp_min(1e-8)
@@ -45,6 +45,6 @@ class DemucsModel:
             y = self.net(torch.nn.functional.pad(part, (0, pad))[None])[0]  # [S, C, T]
             outs.append(y[..., : part.shape[1]])
         y = torch.cat(outs, dim=-1) * std + mean
-        stems = {name: y[i].cpu().numpy() for i, name in enumerate(self.sources)}
-        stems["accompaniment"] = sum(v for k, v in stems.items() if k != "vocals")
-        return stems
+        out = {name: y[i].cpu().numpy() for i, name in enumerate(self.sources)}
+        out["accompaniment"] = sum(v for k, v in out.items() if k != "vocals")
+        return {k: out[k] for k in stems}

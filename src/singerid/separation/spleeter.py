@@ -22,6 +22,8 @@ from .tf_bundle import read_bundle
 log = logging.getLogger(__name__)
 
 SR, N_FFT, HOP, T_SEG, F_BINS = 44100, 4096, 1024, 512, 1024
+UNET_STRIDE = 64  # six stride-2 convolutions
+STEMS = ("vocals", "accompaniment")
 FILTERS = [16, 32, 64, 128, 256, 512]
 EPS = 1e-10
 
@@ -113,7 +115,8 @@ class SpleeterSeparator:
 
     def __init__(self, device: str = "cpu", random_init: bool = False, batch: int = 2):
         self.device = device
-        self.nets = {k: v.to(device) for k, v in load_unets(random_init).items()}
+        # channels-last: measured faster for these convolutions on CPU
+        self.nets = {k: v.to(device, memory_format=torch.channels_last) for k, v in load_unets(random_init).items()}
         self.window = torch.hann_window(N_FFT, periodic=True, device=device)
         self.batch = batch
 
@@ -126,30 +129,40 @@ class SpleeterSeparator:
         return torch.stft(x, N_FFT, HOP, window=self.window, center=False, return_complex=True).transpose(1, 2)
 
     def _istft(self, spec: Tensor, length: int) -> Tensor:
-        """[C, frames, 2049] → [C, length], overlap-add normalised by the summed squared window."""
-        frames = torch.fft.irfft(spec, n=N_FFT, dim=-1) * self.window  # [C, frames, N_FFT]
-        total = (frames.shape[1] - 1) * HOP + N_FFT
-        ola = F.fold(frames.transpose(1, 2), (1, total), (1, N_FFT), stride=(1, HOP)).reshape(spec.shape[0], total)
-        env = F.fold(self.window.square()[None, :, None].expand(1, N_FFT, frames.shape[1]), (1, total), (1, N_FFT),
-                     stride=(1, HOP)).reshape(total)
-        return (ola / env.clamp_min(1e-8))[:, N_FFT : N_FFT + length]
+        """[C, frames, 2049] → [C, length], overlap-add normalised by the summed squared window. The frame is exactly
+        4 hops long, so the overlap-add is four shifted sums of hop-sized blocks (no fold/col2im)."""
+        c, n_frames = spec.shape[0], spec.shape[1]
+        k = N_FFT // HOP
+        frames = (torch.fft.irfft(spec, n=N_FFT, dim=-1) * self.window).reshape(c, n_frames, k, HOP)
+        ola = spec.new_zeros((c, n_frames + k - 1, HOP), dtype=frames.dtype)
+        env = torch.zeros(n_frames + k - 1, HOP, device=frames.device)
+        w2 = self.window.square().reshape(k, HOP)
+        for j in range(k):
+            ola[:, j : j + n_frames] += frames[:, :, j]
+            env[j : j + n_frames] += w2[j]
+        return (ola.reshape(c, -1) / env.reshape(-1).clamp_min(1e-8))[:, N_FFT : N_FFT + length]
 
     @torch.inference_mode()
-    def separate(self, wave: np.ndarray) -> dict[str, np.ndarray]:
+    def separate(self, wave: np.ndarray, stems: tuple[str, ...] = STEMS) -> dict[str, np.ndarray]:
+        """Both U-Nets always run (the masks are ratios of their estimates); only the asked stems are synthesised."""
         x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)).to(self.device)
         spec = self._stft(x)  # [2, frames, 2049]
         mag = spec.abs()[:, :, :F_BINS]
         n_frames = mag.shape[1]
-        segs = -(-n_frames // T_SEG)
-        mag = F.pad(mag, (0, 0, 0, segs * T_SEG - n_frames))
-        mag = mag.reshape(2, segs, T_SEG, F_BINS).transpose(0, 1)  # [segs, 2, T, F]
+        # Spleeter's 512-frame segments; a clip shorter than one is padded to its own length (a multiple of 64, the
+        # U-Net's total stride), not to a whole 11.9-s segment
+        seg = T_SEG if n_frames > T_SEG else -(-n_frames // UNET_STRIDE) * UNET_STRIDE
+        segs = -(-n_frames // seg)
+        mag = F.pad(mag, (0, 0, 0, segs * seg - n_frames))
+        mag = mag.reshape(2, segs, seg, F_BINS).transpose(0, 1)  # [segs, 2, T, F]
+        mag = mag.contiguous(memory_format=torch.channels_last)
         est = {k: torch.cat([net(mag[i : i + self.batch]) for i in range(0, segs, self.batch)]) for k, net in self.nets.items()}
         power = {k: v.square() for k, v in est.items()}
         total = sum(power.values()) + EPS
         out = {}
-        for k, p in power.items():
-            m = (p + EPS / len(power)) / total  # [segs, 2, T, F]
-            m = m.transpose(0, 1).reshape(2, segs * T_SEG, F_BINS)[:, :n_frames]
+        for k in stems:
+            m = (power[k] + EPS / len(power)) / total  # [segs, 2, T, F]
+            m = m.transpose(0, 1).reshape(2, segs * seg, F_BINS)[:, :n_frames]
             m = F.pad(m, (0, N_FFT // 2 + 1 - F_BINS))  # "zeros" mask extension above bin 1024
             out[k] = self._istft(spec * m, wave.shape[1]).cpu().numpy()
         return out

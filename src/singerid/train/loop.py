@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..data.manifest import load_tracks
 from ..data.pairs import PairBatches, build_sources, split_singers
+from ..cpu import single_thread_worker
 from ..losses import nt_xent
 from ..models import create_model, get_config, save_model
 from ..models.checkpoint import load_weights, write_json_atomic
@@ -109,6 +110,7 @@ def _loader(ds: PairBatches, start: int, workers: int) -> DataLoader:
     return DataLoader(
         ds, batch_size=None, sampler=range(start, len(ds)), num_workers=workers,
         persistent_workers=False, prefetch_factor=2 if workers else None,
+        worker_init_fn=single_thread_worker if workers else None,
     )
 
 

@@ -1,0 +1,101 @@
+"""The CPU policy: explicit counts, environment overrides, affinity and cgroup quota, workers, every entry point."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from singerid import cpu
+from singerid.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads(monkeypatch):
+    n = torch.get_num_threads()
+    for k in (cpu.ENV, "OMP_NUM_THREADS"):
+        monkeypatch.delenv(k, raising=False)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_explicit_count_wins_then_singerid_env_then_omp(monkeypatch):
+    assert cpu.explicit_threads() is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu.explicit_threads() == 3
+    monkeypatch.setenv(cpu.ENV, "5")
+    assert cpu.explicit_threads() == 5
+    assert cpu.explicit_threads(2) == 2
+    assert cpu.choose_threads(7, processes=4) == 7  # an explicit count is never divided
+    monkeypatch.setenv(cpu.ENV, "lots")
+    with pytest.raises(ValueError, match="SINGERID_THREADS"):
+        cpu.explicit_threads()
+    with pytest.raises(ValueError, match="--threads"):
+        cpu.explicit_threads(0)
+
+
+def test_affinity_quota_and_workers_bound_the_default(monkeypatch, tmp_path):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
+    monkeypatch.setattr(cpu, "cgroup_quota", lambda: None)
+    assert cpu.usable_cpus() == 8
+    assert cpu.choose_threads(processes=3, probe_idle=False) == 2  # 8 CPUs shared by 3 working processes
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    assert cpu.choose_threads(probe_idle=False) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(cpu, "cgroup_quota", lambda: 1.5)  # a container allowed 1.5 CPUs
+    assert cpu.usable_cpus() == 2
+
+
+def test_cgroup_quota_files(tmp_path):
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cpu.cgroup_quota(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu.cgroup_quota(tmp_path) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("300000")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000")
+    assert cpu.cgroup_quota(v1) == 3.0
+    assert cpu.cgroup_quota(tmp_path / "absent") is None
+
+
+def test_busy_machine_gets_fewer_threads(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(cpu, "cgroup_quota", lambda: None)
+    monkeypatch.setattr(cpu, "idle_cpus", lambda sample_s=0.1: 0.2)  # two neighbours keep both cores busy
+    assert cpu.choose_threads() == 1
+    monkeypatch.setattr(cpu, "idle_cpus", lambda sample_s=0.1: 1.9)
+    assert cpu.choose_threads() == 2
+    assert cpu.idle_cpus(0.01) is None or 0 <= cpu.idle_cpus(0.01) <= (os.cpu_count() or 1) + 0.01
+
+
+@pytest.mark.parametrize("argv", [["--threads", "1", "models"], ["models", "--threads", "1"], ["models", "-v", "--threads", "1"]])
+def test_cli_threads_option_before_or_after_the_command(argv, capsys):
+    torch.set_num_threads(2)
+    assert main(argv) == 0
+    assert torch.get_num_threads() == 1
+
+
+def test_cli_env_override_and_bad_value(monkeypatch, capsys):
+    monkeypatch.setenv(cpu.ENV, "1")
+    torch.set_num_threads(2)
+    assert main(["models"]) == 0
+    assert torch.get_num_threads() == 1
+    assert main(["models", "--threads", "0"]) == 2
+    assert "--threads must be a positive integer" in capsys.readouterr().err
+
+
+class _Threads(Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> int:
+        return torch.get_num_threads()
+
+
+def test_decoding_workers_run_one_torch_thread():
+    torch.set_num_threads(2)
+    loader = DataLoader(_Threads(), batch_size=None, num_workers=1, worker_init_fn=cpu.single_thread_worker)
+    assert [int(n) for n in loader] == [1, 1]
