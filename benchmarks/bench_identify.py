@@ -1,7 +1,13 @@
-"""Wall time and peak memory to identify one 3-minute track on this machine, with and without separation.
-Each configuration runs in a fresh process so its peak RSS is its own.
+"""Identify one 3-minute track: per-stage times (decode, resample, separation, vocal activity, encoder, search), the
+end-to-end wall time and peak memory, with and without separation, side by side with a peer: Resemblyzer's own
+whole-track `embed_utterance` of the same file, run from a scratch venv (never a dependency of singerid).
 
-    python benchmarks/bench_identify.py [--seconds 180] [--backend voice]
+    python -m venv /tmp/rvenv && /tmp/rvenv/bin/pip install torch==2.13.0 resemblyzer "setuptools<70"
+    python benchmarks/bench_identify.py [--track FILE] [--peer-python /tmp/rvenv/bin/python] [--threads N]
+
+Without --track, a real dev mixture is used when ../shared/data/singing-dev is present (else a synthetic one).
+Each configuration runs in a fresh process, after a warm-up identify, so its times and peak RSS are its own; the
+end-to-end time is the best of three.
 """
 from __future__ import annotations
 
@@ -16,54 +22,138 @@ from pathlib import Path
 
 import numpy as np
 
+DEV = Path(__file__).resolve().parents[2] / "shared/data/singing-dev"
+PEER = r"""
+import sys, time
+from resemblyzer import VoiceEncoder, preprocess_wav
+enc = VoiceEncoder("cpu", verbose=False)
+enc.embed_utterance(preprocess_wav(sys.argv[1]))  # warm-up
+t0 = time.perf_counter(); wav = preprocess_wav(sys.argv[1]); t1 = time.perf_counter(); enc.embed_utterance(wav)
+t2 = time.perf_counter()
+print(f"{t1 - t0} {t2 - t1}")
+"""
 
-def child(folder: str, track: str, separate: str, backend: str) -> None:
+
+def child(folder: str, track: str, separate: str, threads: int | None) -> None:
+    from singerid import cpu
+
+    cpu.configure(threads)
+    from singerid.audio.io import FFMPEG_FIRST, _check_path, _decode_av, _decode_sf, _resample
     from singerid.catalogue import Catalogue
     from singerid.data.manifest import load_tracks
+    from singerid.embed import separated_vocal_windows
+    from singerid.vad import vocal_windows
+    from singerid.audio import cut_windows, peak_normalise
 
-    cat = Catalogue.create(Path(folder) / f"cat-{separate}", backend=backend, separate=separate)
+    cat = Catalogue.create(Path(folder) / f"cat-{separate}", backend="voice", separate=separate)
     cat.enroll(load_tracks(Path(folder) / "data" / "tracks.csv"), progress=False)
-    cat.identify(track)  # warm-up: loads models, fills caches except this track's separation
+    if cat.separator is not None:
+        cat.separator.cache_dir = None  # measure the separation, not a cache
+    cat.identify(track)  # warm-up: models loaded, allocator warm
+    t = {}
+    totals = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        r = cat.identify(track)
+        totals.append(time.perf_counter() - t0)
+    t["total"] = min(totals)
+    # the same stages one by one
+    p = _check_path(track)
+    t0 = time.perf_counter()
+    if p.suffix.lower() in FFMPEG_FIRST:
+        native, rate = _decode_av(p)
+    else:
+        native, rate, _ = _decode_sf(p)
+    t["decode"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    wave = _resample(native, rate, 16000)
+    t["resample"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if cat.separator is not None:
-        cat.separator.cache_dir = None  # measure the separation, not the cache
-    r = cat.identify(track)
-    dt = time.perf_counter() - t0
+        starts, windows = separated_vocal_windows(wave, cat.separator)
+        t["separation + vocal activity"] = time.perf_counter() - t0
+    else:
+        starts = vocal_windows(wave, None, 6.0)
+        from singerid.embed import MAX_WINDOWS, spread
+
+        starts = spread(starts, MAX_WINDOWS)
+        windows = cut_windows(wave, starts, 6.0)
+        t["vocal activity"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    emb = cat.embedder.embed_windows(peak_normalise(windows))
+    t["encoder"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    names, cents = cat.centroids()
+    _ = emb @ cents.T
+    cat.nearest_tracks(emb.mean(axis=0) / np.linalg.norm(emb.mean(axis=0)), 5)
+    t["search"] = time.perf_counter() - t0
+    import torch
+
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"separate": separate, "seconds": dt, "windows": len(r["windows"]), "peak_rss_mb": rss}))
+    print(json.dumps({"separate": separate, "stages": t, "windows": len(r["windows"]), "peak_rss_mb": rss,
+                      "threads": torch.get_num_threads()}))
+
+
+def peer_time(python: str, track: str) -> tuple[float, float] | None:
+    out = subprocess.run([python, "-c", PEER, track], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"  peer failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+        return None
+    load, embed = (float(x) for x in out.stdout.split()[-2:])
+    return load, embed
+
+
+def synthetic_track(folder: Path, seconds: float) -> Path:
+    import soundfile as sf
+
+    from singerid.testing import accompany, sing
+    from singerid.testing.synth import Voice
+
+    rng = np.random.default_rng(5)
+    mix = sing(Voice.random("x", rng), seconds, rng) + 0.5 * accompany(seconds, rng)
+    track = folder / "track.flac"
+    sf.write(track, mix / np.abs(mix).max() * 0.9, 16000)
+    return track
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=180.0)
-    ap.add_argument("--backend", default="voice")
+    ap.add_argument("--track", help="audio file to identify (default: a 3-min dev mixture, else synthetic)")
+    ap.add_argument("--peer-python", default="/tmp/rvenv/bin/python", help="python of a venv with resemblyzer")
+    ap.add_argument("--threads", type=int, help="torch threads (default: singerid's CPU policy)")
     ap.add_argument("--child", nargs=3)
     a = ap.parse_args()
     if a.child:
-        return child(a.child[0], a.child[1], a.child[2], a.backend)
-    import soundfile as sf
-
-    from singerid.testing import accompany, make_catalogue, sing
-    from singerid.testing.synth import Voice
+        return child(*a.child, a.threads)
+    from singerid.audio import audio_info
+    from singerid.testing import make_catalogue
 
     with tempfile.TemporaryDirectory() as d:
         make_catalogue(Path(d) / "data", n_singers=4, songs_per_singer=2, seconds=8.0)
-        rng = np.random.default_rng(5)
-        v = Voice.random("x", rng)
-        track = Path(d) / "track.flac"
-        mix = sing(v, a.seconds, rng) + 0.5 * accompany(a.seconds, rng)
-        sf.write(track, mix / np.abs(mix).max() * 0.9, 16000)
-        print(f"identify one {a.seconds:.0f}-s track, backend {a.backend}, 2 CPU cores")
+        dev = DEV / "mixtures" / "Mes_Larmes_-_kobzx2z.mp3"
+        track = a.track or (str(dev) if dev.is_file() else str(synthetic_track(Path(d), 180.0)))
+        seconds = audio_info(track).duration
+        print(f"identify {Path(track).name} ({seconds:.0f} s), backend voice, 2 CPU cores")
+        peer = peer_time(a.peer_python, track) if Path(a.peer_python).is_file() else None
+        if peer:
+            print(f"  peer Resemblyzer: preprocess_wav {peer[0]:.2f} s + embed_utterance {peer[1]:.2f} s")
         for sep in ("none", "spleeter"):
-            out = subprocess.run([sys.executable, __file__, "--backend", a.backend, "--child", d, str(track), sep],
-                                 capture_output=True, text=True)
+            cmd = [sys.executable, __file__, "--child", d, track, sep] + (["--threads", str(a.threads)] if a.threads else [])
+            out = subprocess.run(cmd, capture_output=True, text=True)
             line = [x for x in out.stdout.splitlines() if x.startswith("{")]
             if not line:
-                print(sep, "failed:", out.stderr[-500:])
+                print(sep, "failed:", out.stderr[-800:])
                 continue
             r = json.loads(line[-1])
-            print(f"  separation {sep:8s}: {r['seconds']:6.2f} s ({a.seconds / r['seconds']:.0f}x real time), "
-                  f"{r['windows']} vocal windows, peak RSS {r['peak_rss_mb']:.0f} MB")
+            st = r["stages"]
+            stages = ", ".join(f"{k} {v:.3f}" for k, v in st.items() if k != "total")
+            vs = ""
+            if peer:
+                vs = (f"; {st['total'] / peer[1]:.2f}x the peer's embed_utterance, "
+                      f"{st['total'] / sum(peer):.2f}x its load + embed")
+            print(f"  separation {sep:8s}: {st['total']:6.2f} s end to end ({seconds / st['total']:.0f}x real time), "
+                  f"{r['windows']} windows, {r['threads']} thread(s), peak RSS {r['peak_rss_mb']:.0f} MB{vs}")
+            print(f"    stages (s): {stages}")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ def test_cgroup_quota_files(tmp_path):
 def test_busy_machine_gets_fewer_threads(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(cpu, "cgroup_quota", lambda: None)
+    monkeypatch.setattr(cpu, "short_spin", lambda: False)  # torch imported first: threads spin long
     monkeypatch.setattr(cpu, "idle_cpus", lambda sample_s=0.1: 0.2)  # two neighbours keep both cores busy
     assert cpu.choose_threads() == 1
     monkeypatch.setattr(cpu, "idle_cpus", lambda sample_s=0.1: 1.9)
@@ -99,3 +100,14 @@ def test_decoding_workers_run_one_torch_thread():
     torch.set_num_threads(2)
     loader = DataLoader(_Threads(), batch_size=None, num_workers=1, worker_init_fn=cpu.single_thread_worker)
     assert [int(n) for n in loader] == [1, 1]
+
+
+def test_short_spin_is_set_before_torch_loads():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = "import os, singerid, torch; print(os.environ.get('GOMP_SPINCOUNT'), singerid.SHORT_SPIN)"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.split() == ["10000", "True"]
+    code = "import os, torch, singerid; print(os.environ.get('GOMP_SPINCOUNT'), singerid.SHORT_SPIN)"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.split() == ["None", "False"]

@@ -5,8 +5,12 @@ decoding process, a neighbour's job), they spin against each other and a 50-ms e
 
 - the CPUs we may use = the affinity mask, capped by the cgroup CPU quota (containers);
 - an explicit count wins: `--threads N`, else `SINGERID_THREADS`, else `OMP_NUM_THREADS`;
-- otherwise threads = usable CPUs // processes working at once (decode workers and service workers get 1 each),
-  further reduced to the CPUs left idle by others when the machine is already busy (sampled once, ~0.1 s);
+- otherwise threads = usable CPUs // processes working at once (decode workers and service workers get 1 each);
+- OpenMP threads spin only briefly at a barrier before sleeping (`GOMP_SPINCOUNT=10000`, set when `singerid` is
+  imported before torch). Measured on 2 cores with two CPU hogs beside a 3-min identify: 2 short-spinning threads
+  beat 1 thread, and 1 thread beats 2 default-spinning ones (benchmarks/bench_contention.py). Where the short spin
+  could not be set (torch was imported first), the thread count is also reduced to the CPUs left idle by others
+  (sampled once, ~0.1 s);
 - inter-op threads: 1 (our graphs are sequential; extra inter-op threads only add contention).
 
 `configure()` is called by the CLI, the service, benchmarks and worker initialisers; library code never sets threads.
@@ -95,11 +99,18 @@ def choose_threads(requested: int | None = None, processes: int = 1, probe_idle:
     if n is not None:
         return n
     n = max(1, usable_cpus() // max(1, processes))
-    if n > 1 and probe_idle:
+    if n > 1 and probe_idle and not short_spin():
         idle = idle_cpus()
         if idle is not None:
             n = max(1, min(n, int(idle + 0.5)))
     return n
+
+
+def short_spin() -> bool:
+    """Did singerid set OpenMP's short spin before torch loaded (or did the user choose a wait policy)?"""
+    from . import SHORT_SPIN
+
+    return SHORT_SPIN or "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ
 
 
 _configured: int | None = None

