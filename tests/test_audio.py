@@ -127,3 +127,89 @@ def test_bad_input_in_a_command_is_one_line_and_exit_2(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("singerid embed: error:")
+
+
+def _flac_declaring(path, total: int):
+    """A 3-s FLAC whose STREAMINFO claims `total` samples (0: unknown length)."""
+    sf.write(path, tone(3.0), SR, format="FLAC")
+    b = bytearray(path.read_bytes())
+    v = int.from_bytes(b[18:26], "big")  # 20 bits rate, 3 channels, 5 bits per sample, 36 total samples
+    b[18:26] = ((v & ~((1 << 36) - 1)) | total).to_bytes(8, "big")
+    path.write_bytes(bytes(b))
+    return path
+
+
+def _hostile_files(tmp_path):
+    """name → (file, expected reason substring, or None when it must load)."""
+    out = {}
+    out["header claims 4 M s"] = (_flac_declaring(tmp_path / "huge.flac", (1 << 36) - 1), "longer than")
+    out["unknown length loads"] = (_flac_declaring(tmp_path / "unknown.flac", 0), None)
+    sf.write(tmp_path / "one_hz.wav", tone(2.0)[:1000], 1)
+    out["1-Hz rate"] = (tmp_path / "one_hz.wav", "sample rate 1 hz")
+    sf.write(tmp_path / "dc.wav", np.full(3 * SR, 0.5, np.float32), SR)
+    out["constant DC"] = (tmp_path / "dc.wav", "silent")
+    sf.write(tmp_path / "full.ogg", tone(8.0) + 0.01 * np.random.default_rng(0).standard_normal(8 * SR).astype(np.float32),
+             SR, format="OGG")
+    data = (tmp_path / "full.ogg").read_bytes()
+    (tmp_path / "trunc.ogg").write_bytes(data[: len(data) // 2])
+    out["truncated ogg"] = (tmp_path / "trunc.ogg", "truncated")
+    out["whole ogg loads"] = (tmp_path / "full.ogg", None)
+    (tmp_path / "loop_a.wav").symlink_to(tmp_path / "loop_b.wav")
+    (tmp_path / "loop_b.wav").symlink_to(tmp_path / "loop_a.wav")
+    out["symlink loop"] = (tmp_path / "loop_a.wav", "symbolic link loop")
+    return out
+
+
+def test_hostile_inputs_refused_early_with_the_right_reason(tmp_path):
+    import resource
+
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for name, (path, reason) in _hostile_files(tmp_path).items():
+        if reason is None:
+            assert load_audio(path).size > SR, name
+            continue
+        with pytest.raises(AudioError) as ei:
+            load_audio(path)
+        assert reason in str(ei.value).lower(), (name, str(ei.value))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 200 * 1024  # KiB: nothing huge was allocated
+
+
+def test_ten_hours_of_silence_refused_before_decoding(tmp_path):
+    import time
+
+    p = _flac_declaring(tmp_path / "ten_hours.flac", 10 * 3600 * SR)
+    t0 = time.perf_counter()
+    with pytest.raises(AudioError, match="longer than the 900-s limit"):
+        load_audio(p, max_seconds=900)
+    assert time.perf_counter() - t0 < 0.5
+
+
+def test_a_header_without_length_stops_decoding_at_the_limit(tmp_path):
+    p = tmp_path / "long.flac"
+    sf.write(p, np.tile(tone(1.0), 40), SR)
+    b = bytearray(p.read_bytes())
+    v = int.from_bytes(b[18:26], "big")
+    b[18:26] = (v & ~((1 << 36) - 1)).to_bytes(8, "big")  # length unknown: decoded in blocks up to the limit
+    p.write_bytes(bytes(b))
+    with pytest.raises(AudioError, match="longer than the 20-s limit"):
+        load_audio(p, max_seconds=20)
+
+
+def test_huge_float_peaks_are_scaled_not_nan(tmp_path):
+    sf.write(tmp_path / "loud.wav", tone(2.0) * np.float32(2e18), SR, subtype="FLOAT")
+    x = load_audio(tmp_path / "loud.wav")
+    assert np.isfinite(x).all() and 0.5 < np.abs(x).max() <= 1.01
+
+
+def test_text_renamed_mp3_is_one_clean_reason_without_decoder_chatter(tmp_path, capfd):
+    p = tmp_path / "text.mp3"
+    p.write_bytes(b"\xff\xfb" + b"hello world" * 1000)  # an MPEG sync word, then junk: decoders chatter
+    for ext in (".mp3", ".wav"):
+        q = p.with_suffix(ext)
+        q.write_bytes(p.read_bytes())
+        capfd.readouterr()
+        for read in (load_audio, lambda f: read_window(f, 0.0, 6.0), audio_info):
+            with pytest.raises(AudioError) as ei:
+                read(q)
+            assert str(tmp_path) not in ei.value.reason
+        assert capfd.readouterr().err == ""  # libmpg123's notes silenced
