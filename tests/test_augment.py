@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from singerid.augment import (
-    AUGMENTATIONS, WORLD_BASED, AugmentConfig, Augmenter, Band, autotune, codec, compress, eq, formant_shift, list_augmentations,
-    pitch_shift, remix, reverb, vocoder, world_available,
+    AUGMENTATIONS, WORLD_BASED, AugmentConfig, Augmenter, Band, autotune, codec, compress, eq, formant_shift,
+    list_augmentations, pitch_shift, remix, reverb, vocoder, world_available,
 )
 from singerid.testing.synth import Voice, sing
 
 SR = 16000
 FORMANTS = ((600.0, 80.0), (1500.0, 120.0), (2700.0, 160.0))  # (Hz, bandwidth Hz)
-# not pytest.importorskip("pyworld"): pyworld ≤ 0.3.5 fails `import pyworld` without pkg_resources (setuptools ≥ 81),
-# while singerid.augment loads its extension directly
+# not pytest.importorskip("pyworld"): pyworld ≤ 0.3.5 fails `import pyworld` without pkg_resources
+# (setuptools ≥ 81), while singerid.augment loads its extension directly
 needs_world = pytest.mark.skipif(not world_available(), reason="needs pyworld (pip install singerid[train])")
 
 
