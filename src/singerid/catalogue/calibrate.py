@@ -1,18 +1,71 @@
 """Calibration on the catalogue's own real tracks, leave-one-track-out (no re-embedding: stored windows are used).
 
 For each held-out track of a singer with ≥ 2 tracks: the genuine score is its score against its own singer's centroid
-computed without it; the impostor score is its best score against every other singer (what an unknown voice close to
-the catalogue would get). The "unknown" threshold is the impostor-score quantile giving the chosen false-acceptance
-rate; confidence is a logistic fit of P(genuine | score). The verification threshold is calibrated the same way on
-track pairs (same singer vs different singers).
+computed without it; the impostor score is its best score against every other singer, i.e. what that voice would get
+if its singer had not been enrolled (singers left out in turn: voices nobody enrolled).
+
+Decision tiers are thresholds on the identification score: `match` where at most 1 % of those unknown voices score as
+high, `possible` at most 10 %; below: `unknown`. Each tier keeps its measured false-acceptance rate (on how many
+unknown voices) and the fraction of held-out real tracks it names right. Confidence is a logistic fit of
+P(same singer | best score). The verification threshold is calibrated the same way on track pairs (same singer vs
+different singers). Everything here works on score arrays, whatever computed the scores.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    far: float  # the false-acceptance rate it is set for
+
+
+TIERS = (Tier("match", 0.01), Tier("possible", 0.10))  # strictest first
+
+
+def threshold_at(impostor: np.ndarray, far: float) -> float:
+    """The lowest threshold at which at most `far` of the impostor scores are accepted (score >= threshold)."""
+    s = np.sort(np.asarray(impostor, np.float64))[::-1]
+    k = int(np.floor(far * len(s) + 1e-9))  # impostors we may accept
+    if k >= len(s):
+        return float(s[-1])
+    return float(np.nextafter(s[k], np.inf))  # strictly above the (k+1)-th highest score
+
+
+def tier_thresholds(genuine: np.ndarray, impostor: np.ndarray, tiers: tuple[Tier, ...] = TIERS) -> list[dict]:
+    """Per tier: threshold, measured false-acceptance rate on the impostor scores (and their count), and the fraction of
+    held-out real tracks named right at that tier or a stricter one (genuine >= threshold and above every impostor)."""
+    out = []
+    for t in tiers:
+        thr = threshold_at(impostor, t.far)
+        out.append({"tier": t.name, "far_target": t.far, "threshold": thr, "far": float(np.mean(impostor >= thr)),
+                    "n_unknown": int(len(impostor)),
+                    "accept_real": float(np.mean((genuine >= thr) & (genuine > impostor)))})
+    return out
+
+
+def decide(score: float, cal: dict) -> dict:
+    """The best candidate's score → {"tier": match|possible|unknown|uncalibrated, "far", "n_unknown"} (far: the tier's
+    measured false-acceptance rate on voices nobody enrolled; None for unknown / uncalibrated)."""
+    tiers = cal.get("tiers")
+    if not tiers:
+        return {"tier": "uncalibrated", "far": None, "n_unknown": None}
+    for t in tiers:
+        if score >= t["threshold"]:
+            return {"tier": t["tier"], "far": round(t["far"], 4), "n_unknown": t["n_unknown"]}
+    return {"tier": "unknown", "far": None, "n_unknown": tiers[-1]["n_unknown"]}
+
+
+def confidence(score: float, cal: dict) -> float | None:
+    """P(same singer | best score) from the calibration's logistic fit; None when uncalibrated."""
+    a, b = cal.get("logistic") or (None, None)
+    return None if a is None else round(float(sigmoid(a * score + b)), 4)
 
 
 def track_score(windows: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -48,8 +101,9 @@ def fit_logistic(scores: np.ndarray, labels: np.ndarray, iters: int = 100, l2: f
 
 
 def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05, max_tracks: int = 5000,
-              seed: int = 0) -> dict:
-    """tracks: (id, singer, path, windows [N, D]) → calibration dict (threshold, logistic, verification, stats)."""
+              seed: int = 0, tiers: tuple[Tier, ...] = TIERS) -> dict:
+    """tracks: (id, singer, path, windows [N, D]) of real voices → calibration dict (tiers, logistic, verification at
+    false-acceptance rate `far`, stats)."""
     singers = sorted({s for _, s, _, _ in tracks})
     if len(singers) < 2:
         return {"threshold": None, "reason": "fewer than 2 singers"}
@@ -73,7 +127,8 @@ def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05,
     if not genuine:
         return {"threshold": None, "reason": "no singer has 2 or more tracks"}
     genuine, impostor = np.array(genuine), np.array(impostor)
-    thr = float(np.quantile(impostor, 1 - far))
+    levels = tier_thresholds(genuine, impostor, tiers)
+    thr = levels[-1]["threshold"]  # below the loosest tier: "unknown"
     a, b = fit_logistic(np.concatenate([genuine, impostor]), np.r_[np.ones(len(genuine)), np.zeros(len(impostor))])
     logistic = [a, b] if a > 0 else None  # the model does not rank genuine above impostor: no confidence to give
     if logistic is None:
@@ -81,10 +136,10 @@ def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05,
     same, diff = _pair_scores(means, lab, rng)
     vthr = float(np.quantile(diff, 1 - far)) if len(diff) else None
     return {
-        "threshold": thr, "far_target": far, "logistic": logistic, "n_tracks": len(genuine),
+        "tiers": levels, "threshold": thr, "logistic": logistic, "n_tracks": len(genuine),
         "genuine_accept_rate": float(np.mean(genuine >= thr)), "impostor_accept_rate": float(np.mean(impostor >= thr)),
         "verify_threshold": vthr, "verify_eer": eer(np.r_[same, diff], np.r_[np.ones(len(same)), np.zeros(len(diff))])[0]
-        if len(same) and len(diff) else None,
+        if len(same) and len(diff) else None, "verify_far": far,
     }
 
 

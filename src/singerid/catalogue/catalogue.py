@@ -2,7 +2,10 @@
 
     cat = Catalogue.create("my-cat", backend="voice")          # or Catalogue.open("my-cat")
     cat.enroll(load_tracks("tracks.csv"))
-    result = cat.identify("upload.mp3")                         # dict: decision, candidates, windows, caveat
+    result = cat.identify("upload.mp3")                         # dict: decision, tier, candidates, windows, caveat
+
+Tracks marked `kind=cloned` are known imitations: kept as evidence ("near a known imitation of X"), never part of a
+singer's real voice (centroids, calibration).
 """
 from __future__ import annotations
 
@@ -17,8 +20,8 @@ from .. import CAVEAT
 from ..audio import load_audio
 from ..embed import iter_track_embeddings, wave_windows
 from . import index as faiss_index
-from .calibrate import calibrate, sigmoid
-from .store import Store
+from .calibrate import calibrate, confidence, decide
+from .store import Store, file_sha
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,8 @@ class Catalogue:
         self._separator = None
         self._index = None
         self._centroids: tuple[list[str], np.ndarray] | None = None
+        self._clones: tuple[list[str], np.ndarray] | None = None
+        self._generation = store.generation()  # the content the search structures above were built from
 
     # ------------------------------------------------------------------ creation / opening
     @classmethod
@@ -46,7 +51,28 @@ class Catalogue:
 
     @classmethod
     def open(cls, folder: str | os.PathLike, device: str = "cpu") -> "Catalogue":
-        return cls(Store(folder), device)
+        """Open a catalogue; one changed since its last calibration (e.g. an enrolment killed before the end) is
+        calibrated now, so no answer goes out without an "unknown"."""
+        cat = cls(Store(folder), device)
+        cat.ensure_calibrated(stale=True)
+        return cat
+
+    def ensure_calibrated(self, stale: bool = False) -> None:
+        """Calibrate when there is no calibration (or, with `stale`, when tracks changed since the last one)."""
+        cal = self.store.get_meta("calibration")
+        if self.store.count() and (cal is None or stale and cal.get("generation") != self.store.generation()):
+            log.info("%s: calibrating (tracks changed since the last calibration)", self.folder)
+            self.calibrate()
+
+    def refresh(self) -> bool:
+        """Drop search structures built before another process (or handle) changed the tracks → True if it did."""
+        gen = self.store.generation()
+        if gen == self._generation:
+            return False
+        self._centroids = self._clones = self._index = None
+        self._generation = gen
+        self.ensure_calibrated()
+        return True
 
     @property
     def folder(self) -> Path:
@@ -70,15 +96,17 @@ class Catalogue:
             self.store.set_meta(separate=name)  # fixed once: enrolled and query windows must match
             if name == "none":
                 return None
-            self._separator = load_separator(name, self.device, home() / "separated")
+            self._separator = load_separator(name, self.device)  # uncached: a query's stems are never kept on disk
         return self._separator
 
     # ------------------------------------------------------------------ enrolment
     def enroll(self, tracks: pd.DataFrame, workers: int = 2, progress: bool = True, calibrate_after: bool = True,
                on_track=None) -> dict:
-        """Embed and commit each track (already enrolled path+singer pairs are skipped). Rows marked stem=vocals are
-        not separated. `on_track(path, singer)` is called once a track is durable. → {"enrolled", "skipped", "errors"}"""
-        todo = tracks[[not self.store.has_track(p, s) for p, s in zip(tracks["path"], tracks["singer"])]]
+        """Embed and commit each track. A track is enrolled once per singer and content (a repeated row, a copy under
+        another path or a retry after a crash adds nothing). Rows marked stem=vocals are not separated; rows marked
+        kind=cloned are known imitations. `on_track(path, singer)` is called once a track is durable.
+        → {"enrolled", "skipped", "errors"}"""
+        todo = self._new_tracks(tracks)
         out = {"enrolled": 0, "skipped": len(tracks) - len(todo), "errors": []}
         vocal_rows = todo["stem"] == "vocals" if "stem" in todo else pd.Series(False, index=todo.index)
         for is_vocal in (True, False):
@@ -91,15 +119,29 @@ class Catalogue:
                 if te.error:
                     out["errors"].append(te.error)
                     continue
-                self.store.add_track(row["path"], row["singer"], str(row.get("song", row["path"])), np.asarray(te.starts), te.embeddings)
-                out["enrolled"] += 1
+                _, added = self.store.add_track(row["path"], row["singer"], str(row.get("song", row["path"])),
+                                                np.asarray(te.starts), te.embeddings, row["sha"], _kind(row))
+                out["enrolled" if added else "skipped"] += 1
                 if on_track is not None:
                     on_track(row["path"], row["singer"])
-        self._centroids = None
-        self._sync_index()
+        self._changed()
         if calibrate_after:
             self.calibrate()
         return out
+
+    def _new_tracks(self, tracks: pd.DataFrame) -> pd.DataFrame:
+        """The rows not yet enrolled, each (path, singer) and each (content, singer) once, with a `sha` column."""
+        tracks = tracks.drop_duplicates(["path", "singer"])
+        tracks = tracks.loc[np.array([not self.store.has_track(p, s) for p, s in zip(tracks["path"], tracks["singer"])], bool)]
+        tracks = tracks.assign(sha=[file_sha(p) for p in tracks["path"]])
+        new = np.array([not self.store.has_track("", s, h) for h, s in zip(tracks["sha"], tracks["singer"])], bool)
+        tracks = tracks.loc[new]
+        return tracks.loc[(tracks["sha"] == "") | ~tracks.duplicated(["sha", "singer"])]
+
+    def _changed(self) -> None:
+        self._centroids = self._clones = None
+        self._generation = self.store.generation()
+        self._sync_index()
 
     def enroll_embedded(self, windows: pd.DataFrame, calibrate_after: bool = True) -> dict:
         """Commit tracks embedded elsewhere (e.g. `ray_embed` shards: path, singer, song, start, embedding, error)."""
@@ -111,10 +153,10 @@ class Catalogue:
                 out["skipped"] += 1
             else:
                 emb = np.stack(g["embedding"].to_list()).astype(np.float32)
-                self.store.add_track(path, singer, str(g["song"].iloc[0]), g["start"].to_numpy(), emb)
-                out["enrolled"] += 1
-        self._centroids = None
-        self._sync_index()
+                _, added = self.store.add_track(path, singer, str(g["song"].iloc[0]), g["start"].to_numpy(), emb,
+                                                file_sha(path), _kind(g.iloc[0]))
+                out["enrolled" if added else "skipped"] += 1
+        self._changed()
         if calibrate_after:
             self.calibrate()
         return out
@@ -122,7 +164,8 @@ class Catalogue:
     def remove_singer(self, singer: str) -> int:
         n = self.store.remove_singer(singer)
         if n:
-            self._centroids = None
+            self._centroids = self._clones = None
+            self._generation = self.store.generation()
             self._sync_index(rebuild=True)
             self.calibrate()
         return n
@@ -131,21 +174,34 @@ class Catalogue:
         return [{"singer": s, "tracks": n} for s, n in self.store.singers()]
 
     def calibrate(self, far: float = 0.05) -> dict:
-        cal = calibrate(self.store.windows_of_all(), far)
+        """Decision tiers from the real tracks (leave-one-out); `far`: the verification threshold's target rate."""
+        gen = self.store.generation()
+        cal = {**calibrate(self.store.windows_of_all("real"), far), "generation": gen}
         self.store.set_meta(calibration=cal)
         return cal
 
     # ------------------------------------------------------------------ search structures
     def centroids(self) -> tuple[list[str], np.ndarray]:
+        """Singers' real-voice centroids (names, [S, D]); rebuilt when the tracks changed."""
+        self.refresh()
         if self._centroids is None:
-            _, emb, singers = self.store.track_embeddings()
-            names = sorted(set(singers))
-            idx = {s: i for i, s in enumerate(names)}
-            c = np.zeros((len(names), emb.shape[1]), np.float64)
-            np.add.at(c, [idx[s] for s in singers], emb)
-            c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-            self._centroids = (names, c.astype(np.float32))
+            self._centroids = self._singer_centroids("real")
         return self._centroids
+
+    def clone_centroids(self) -> tuple[list[str], np.ndarray]:
+        """Centroids of the known imitations of each singer (kind=cloned tracks)."""
+        if self._clones is None:
+            self._clones = self._singer_centroids("cloned")
+        return self._clones
+
+    def _singer_centroids(self, kind: str) -> tuple[list[str], np.ndarray]:
+        _, emb, singers = self.store.track_embeddings(kind=kind)
+        names = sorted(set(singers))
+        idx = {s: i for i, s in enumerate(names)}
+        c = np.zeros((len(names), emb.shape[1]), np.float64)
+        np.add.at(c, [idx[s] for s in singers], emb)
+        c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+        return names, c.astype(np.float32)
 
     def _sync_index(self, rebuild: bool = False) -> None:
         """Load the FAISS file, add tracks enrolled since it was written, rebuild after removals."""
@@ -171,6 +227,7 @@ class Catalogue:
 
     @property
     def index(self):
+        self.refresh()
         if self._index is None:
             self._sync_index()
         return self._index
@@ -189,27 +246,37 @@ class Catalogue:
         per_window = emb @ cents.T  # [N, S]
         score = per_window.mean(axis=0)  # [S]
         votes = np.bincount(per_window.argmax(axis=1), minlength=len(names))
-        order = np.lexsort((-score, -votes))[:top]
-        cal = self.store.get_meta("calibration") or {}
-        thr = cal.get("threshold")
-        a, b = cal.get("logistic") or (None, None)
-        conf = (lambda s: round(float(sigmoid(a * s + b)), 4)) if a is not None else (lambda s: None)
-        candidates = [{"singer": names[i], "score": round(float(score[i]), 4), "votes": int(votes[i]),
-                       "confidence": conf(float(score[i]))} for i in order]
-        best = candidates[0]
-        decision = best["singer"] if thr is None or best["score"] >= thr else "unknown"
         track_emb = emb.mean(axis=0, keepdims=True)
         track_emb /= max(float(np.linalg.norm(track_emb)), 1e-12)
+        clone_names, clone_cents = self.clone_centroids()
+        clone_score = (emb @ clone_cents.T).mean(axis=0) if clone_names else np.zeros(0)  # [C]
+        # ---- decision: from `score` alone (whatever computed it), calibrated tiers, one ordering ----
+        cal = self.store.get_meta("calibration") or {}
+        out = {"path": path, **self._decision(names, score, votes, top, cal)}
+        out["imitation"] = _imitation(clone_names, clone_score, float(score.max()), cal)
         sims, ids = self.nearest_tracks(track_emb[0], neighbours)
         info = self.store.track_info([int(i) for i in ids if i >= 0])
         return {
-            "path": path, "decision": decision, "threshold": thr, "candidates": candidates,
+            **out,
             "windows": [{"start": float(s), "singer": names[int(r.argmax())], "score": round(float(r.max()), 4)}
                         for s, r in zip(starts, per_window)],
-            "nearest_tracks": [{"path": info[int(i)][0], "singer": info[int(i)][1], "score": round(float(v), 4)}
-                               for v, i in zip(sims, ids) if int(i) in info],
+            "nearest_tracks": [{**info[int(i)], "score": round(float(v), 4)} for v, i in zip(sims, ids) if int(i) in info],
             "caveat": CAVEAT,
         }
+
+    @staticmethod
+    def _decision(names: list[str], score: np.ndarray, votes: np.ndarray, top: int, cal: dict) -> dict:
+        """Per-singer scores [S] → decision (a singer or "unknown"), tier and its measured false-acceptance rate,
+        candidates ordered by that same score (votes are evidence); confidence P(same singer) for the best only."""
+        order = np.argsort(-score, kind="stable")[:top]
+        best = float(score[order[0]])
+        tier = decide(best, cal)
+        candidates = [{"singer": names[i], "score": round(float(score[i]), 4), "votes": int(votes[i]),
+                       "confidence": confidence(best, cal) if k == 0 else None} for k, i in enumerate(order)]
+        named = tier["tier"] in ("match", "possible")
+        return {"decision": names[order[0]] if named else "unknown", **tier, "threshold": cal.get("threshold"),
+                "calibration_note": None if cal.get("tiers") else cal.get("reason", "not calibrated"),
+                "candidates": candidates}
 
     def nearest_tracks(self, query: np.ndarray, k: int, rerank: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """[D] → (scores [k], ids [k]) of the closest enrolled tracks. Approximate indexes fetch k × rerank candidates
@@ -229,3 +296,21 @@ class Catalogue:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _kind(row) -> str:
+    kind = str(row.get("kind", "real") or "real")
+    return "cloned" if kind == "cloned" else "real"
+
+
+def _imitation(names: list[str], clone_score: np.ndarray, best_real: float, cal: dict) -> dict | None:
+    """A query at least as close to a known imitation of X as to any real voice, and close enough to be named at
+    the loosest tier (when calibrated) → {"singer": X, "score", "note": "near a known imitation of X"}."""
+    if not len(names):
+        return None
+    i = int(np.argmax(clone_score))
+    s = float(clone_score[i])
+    thr = cal.get("threshold")
+    if s < best_real or (thr is not None and s < thr):
+        return None
+    return {"singer": names[i], "score": round(s, 4), "note": f"near a known imitation of {names[i]}"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 import faiss
@@ -48,10 +49,12 @@ def build(kind: str, dim: int, train: np.ndarray | None = None, nlist: int | Non
 
 
 def save(index: faiss.Index, folder: Path, max_id: int, kind: str) -> None:
-    tmp = folder / ".index.faiss.tmp"
+    """Write atomically; temporary names are per process and thread, so concurrent writers never clash."""
+    tag = f"{os.getpid()}-{threading.get_ident()}"
+    tmp = folder / f".index.faiss.{tag}.tmp"
     faiss.write_index(index, str(tmp))
     os.replace(tmp, folder / "index.faiss")
-    tmpj = folder / ".index.json.tmp"
+    tmpj = folder / f".index.json.{tag}.tmp"
     tmpj.write_text(json.dumps({"max_id": int(max_id), "ntotal": int(index.ntotal), "kind": kind}))
     os.replace(tmpj, folder / "index.json")
 

@@ -3,10 +3,13 @@ FAISS index of track embeddings rebuilt or topped up from the database.
 
 Crash safety: every enrolled track is one committed SQLite transaction (WAL, synchronous=FULL), so a kill -9 keeps
 every track that was reported enrolled; the FAISS file is a cache, written atomically and checked against the
-database on open.
+database on open. A track is identified by its content hash: the same audio is enrolled once per singer, whatever its
+path, and a retry after a crash adds nothing twice. Every change bumps the `generation` counter in `meta`, so other
+processes (service workers, a CLI beside a server) see that their search structures are stale.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,11 +26,55 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tracks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     path TEXT NOT NULL, singer TEXT NOT NULL, song TEXT NOT NULL,
-    n_windows INTEGER NOT NULL, emb BLOB NOT NULL, windows BLOB NOT NULL, starts BLOB NOT NULL, added REAL NOT NULL
+    n_windows INTEGER NOT NULL, emb BLOB NOT NULL, windows BLOB NOT NULL, starts BLOB NOT NULL, added REAL NOT NULL,
+    sha TEXT NOT NULL DEFAULT '', kind TEXT NOT NULL DEFAULT 'real'
 );
+INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0');
+"""
+COLUMNS = {"sha": "TEXT NOT NULL DEFAULT ''", "kind": "TEXT NOT NULL DEFAULT 'real'"}  # added after version 1
+INDEXES = """
 CREATE INDEX IF NOT EXISTS tracks_singer ON tracks(singer);
 CREATE INDEX IF NOT EXISTS tracks_path_singer ON tracks(path, singer);
+CREATE INDEX IF NOT EXISTS tracks_sha_singer ON tracks(sha, singer);
 """
+BUMP = "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+
+
+def file_sha(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes ('' when unreadable: the decoder then reports why)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return ""
+    return h.hexdigest()
+
+
+def _connect(db: Path, attempts: int = 40) -> sqlite3.Connection:
+    """Open (and set up) the database; several processes creating one catalogue at once wait for each other instead
+    of failing with "database is locked" (switching to WAL takes an exclusive lock the busy timeout does not cover)."""
+    for attempt in range(attempts):
+        conn = sqlite3.connect(db, timeout=30, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(SCHEMA)
+            have = {r[1] for r in conn.execute("PRAGMA table_info(tracks)")}
+            for name, decl in COLUMNS.items():
+                if name not in have:
+                    conn.execute(f"ALTER TABLE tracks ADD COLUMN {name} {decl}")
+            conn.executescript(INDEXES)
+            conn.commit()
+            return conn
+        except sqlite3.OperationalError as e:
+            conn.close()
+            if "locked" not in str(e) and "busy" not in str(e) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (1 + attempt % 5))
+    raise AssertionError("unreachable")
 
 
 class Store:
@@ -37,11 +84,7 @@ class Store:
         if not db.exists() and not create:
             raise FileNotFoundError(f"{self.folder}: no singerid catalogue (create one with `singerid enroll`)")
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(db, timeout=30, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-        self.db.commit()
+        self.db = _connect(db)
 
     # metadata -----------------------------------------------------------------------------------------------
     def get_meta(self, key: str, default=None):
@@ -53,24 +96,43 @@ class Store:
             self.db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                                 [(k, json.dumps(v)) for k, v in kv.items()])
 
+    def generation(self) -> int:
+        """Changes so far (tracks added or removed): equal numbers mean the same catalogue content."""
+        return int(self.get_meta("generation", 0))
+
     # tracks -------------------------------------------------------------------------------------------------
-    def add_track(self, path: str, singer: str, song: str, starts: np.ndarray, windows: np.ndarray) -> int:
-        """Commit one track (its windows [N, D] L2-normalised); returns its id once durable."""
+    def add_track(self, path: str, singer: str, song: str, starts: np.ndarray, windows: np.ndarray, sha: str = "",
+                  kind: str = "real") -> tuple[int, bool]:
+        """Commit one track (its windows [N, D] L2-normalised) in one transaction → (id, added). The same content
+        (sha) already enrolled for this singer is not added again: (its id, False)."""
         emb = windows.mean(axis=0)
         emb = (emb / max(float(np.linalg.norm(emb)), 1e-12)).astype(np.float32)
         with self.db:
+            self.db.execute("BEGIN IMMEDIATE")  # the duplicate check and the insert as one step across processes
+            if sha and (row := self.db.execute("SELECT id FROM tracks WHERE sha = ? AND singer = ?",
+                                               (sha, singer)).fetchone()):
+                return int(row[0]), False
             cur = self.db.execute(
-                "INSERT INTO tracks(path, singer, song, n_windows, emb, windows, starts, added) VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO tracks(path, singer, song, n_windows, emb, windows, starts, added, sha, kind) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (path, singer, song, len(windows), emb.tobytes(), windows.astype(np.float16).tobytes(),
-                 np.asarray(starts, np.float32).tobytes(), time.time()))
-        return int(cur.lastrowid)
+                 np.asarray(starts, np.float32).tobytes(), time.time(), sha, kind))
+            self.db.execute(BUMP)
+        return int(cur.lastrowid), True
 
-    def has_track(self, path: str, singer: str) -> bool:
-        return self.db.execute("SELECT 1 FROM tracks WHERE path = ? AND singer = ?", (path, singer)).fetchone() is not None
+    def has_track(self, path: str, singer: str, sha: str = "") -> bool:
+        """Is this path (or, given a hash, this content) enrolled for this singer?"""
+        q = "SELECT 1 FROM tracks WHERE singer = ? AND (path = ? OR (? != '' AND sha = ?))"
+        return self.db.execute(q, (singer, path, sha, sha)).fetchone() is not None
+
+    def has_file(self, path: str) -> bool:
+        return self.db.execute("SELECT 1 FROM tracks WHERE path = ?", (path,)).fetchone() is not None
 
     def remove_singer(self, singer: str) -> int:
         with self.db:
             n = self.db.execute("DELETE FROM tracks WHERE singer = ?", (singer,)).rowcount
+            if n:
+                self.db.execute(BUMP)
         return n
 
     def singers(self) -> list[tuple[str, int]]:
@@ -79,19 +141,21 @@ class Store:
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM tracks").fetchone()[0])
 
-    def track_embeddings(self, after_id: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """(ids [M], track embeddings [M, D], singers) of tracks with id > after_id."""
+    def track_embeddings(self, after_id: int = 0, kind: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(ids [M], track embeddings [M, D], singers) of tracks with id > after_id (of one kind: real|cloned)."""
         dim = int(self.get_meta("dim"))
-        rows = self.db.execute("SELECT id, emb, singer FROM tracks WHERE id > ? ORDER BY id", (after_id,)).fetchall()
+        rows = self.db.execute("SELECT id, emb, singer FROM tracks WHERE id > ? AND (? IS NULL OR kind = ?) ORDER BY id",
+                               (after_id, kind, kind)).fetchall()
         ids = np.array([r[0] for r in rows], np.int64)
         emb = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), dim) if rows else np.zeros((0, dim), np.float32)
         return ids, emb, [r[2] for r in rows]
 
-    def windows_of_all(self) -> list[tuple[int, str, str, np.ndarray]]:
-        """[(id, singer, path, windows [N, D] float32)] for calibration."""
+    def windows_of_all(self, kind: str = "real") -> list[tuple[int, str, str, np.ndarray]]:
+        """[(id, singer, path, windows [N, D] float32)] of one kind of track, for calibration (real voices only)."""
         dim = int(self.get_meta("dim"))
+        q = "SELECT id, singer, path, n_windows, windows FROM tracks WHERE kind = ? ORDER BY id"
         return [(i, s, p, np.frombuffer(w, np.float16).reshape(n, dim).astype(np.float32))
-                for i, s, p, n, w in self.db.execute("SELECT id, singer, path, n_windows, windows FROM tracks ORDER BY id")]
+                for i, s, p, n, w in self.db.execute(q, (kind,))]
 
     def embeddings_of(self, ids: list[int]) -> dict[int, np.ndarray]:
         """Exact track embeddings by id (for re-ranking approximate search results)."""
@@ -100,11 +164,13 @@ class Store:
         q = ",".join("?" * len(ids))
         return {i: np.frombuffer(e, np.float32) for i, e in self.db.execute(f"SELECT id, emb FROM tracks WHERE id IN ({q})", ids)}
 
-    def track_info(self, ids: list[int]) -> dict[int, tuple[str, str]]:
+    def track_info(self, ids: list[int]) -> dict[int, dict]:
+        """id → {"track_id" (opaque), "singer", "song", "kind"}: what may be shown of an enrolled track (never its path)."""
         if not ids:
             return {}
         q = ",".join("?" * len(ids))
-        return {i: (p, s) for i, p, s in self.db.execute(f"SELECT id, path, singer FROM tracks WHERE id IN ({q})", ids)}
+        rows = self.db.execute(f"SELECT id, singer, song, kind FROM tracks WHERE id IN ({q})", ids)
+        return {i: {"track_id": f"t{i}", "singer": s, "song": Path(g).name, "kind": k} for i, s, g, k in rows}
 
     def close(self) -> None:
         self.db.close()

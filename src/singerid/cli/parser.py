@@ -126,15 +126,21 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--catalogue", required=True)
 
     h = sub.add_parser("serve", help="HTTP service and web page over a catalogue")
-    h.add_argument("--catalogue", required=True)
-    h.add_argument("--host", default="127.0.0.1")
-    h.add_argument("--port", type=int, default=8000)
+    h.add_argument("--catalogue", required=True, help="catalogue folder (from `singerid enroll`)")
+    h.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    h.add_argument("--port", type=int, default=8000, help="TCP port")
     h.add_argument("--token", default=os.environ.get("SINGERID_TOKEN"),
                    help="bearer token for POST /enroll and DELETE /singers (default: $SINGERID_TOKEN; none: disabled)")
-    h.add_argument("--max-upload-mb", type=float, default=50.0)
-    h.add_argument("--max-seconds", type=float, default=900.0, help="longest audio accepted")
-    h.add_argument("--timeout", type=float, default=120.0, help="seconds per identification request")
-    h.add_argument("--device", default="cpu")
+    h.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload accepted, per file (MB)")
+    h.add_argument("--max-seconds", type=float, default=900.0, help="longest audio accepted (s)")
+    h.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds per identification request (504 after; the job keeps its queue slot until it stops)")
+    h.add_argument("--read-timeout", type=float, default=30.0, help="longest pause while an upload streams in (s)")
+    h.add_argument("--max-queue", type=int, default=8,
+                   help="identification requests waiting or running per worker (503 beyond)")
+    h.add_argument("--workers", type=int, default=1,
+                   help="worker processes (each gets its share of the CPUs; scale with these, not threads)")
+    h.add_argument("--device", default="cpu", help="torch device for embedding (cpu, cuda, cuda:1)")
 
     k = sub.add_parser("filter-tracks", help="the paper's filters: vocal share per track, singers with enough tracks")
     k.add_argument("manifest")

@@ -202,7 +202,9 @@ def cmd_remove_singer(a) -> int:
 def cmd_serve(a) -> int:
     from ..service.app import ServiceConfig, serve
 
-    serve(ServiceConfig(a.catalogue, a.token, a.max_upload_mb, a.max_seconds, a.timeout, device=a.device), a.host, a.port)
+    cfg = ServiceConfig(a.catalogue, a.token, a.max_upload_mb, a.max_seconds, a.timeout, a.max_queue, a.device,
+                        a.read_timeout, workers=a.workers, threads=getattr(a, "threads", None))
+    serve(cfg, a.host, a.port)
     return 0
 
 
