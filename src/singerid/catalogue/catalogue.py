@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import CAVEAT
+from ..progress import log_progress
 from ..audio import load_audio
 from ..embed import iter_track_embeddings, wave_windows
 from . import index as faiss_index
@@ -114,7 +115,8 @@ class Catalogue:
             if part.empty:
                 continue
             sep = None if is_vocal else self.separator
-            for te in iter_track_embeddings(self.embedder, list(part["path"]), None, workers, progress, separator=sep):
+            embedded = iter_track_embeddings(self.embedder, list(part["path"]), None, workers, progress, separator=sep)
+            for te in log_progress(embedded, len(part), "enrol", enabled=progress):
                 row = part.iloc[te.index]
                 if te.error:
                     out["errors"].append(te.error)

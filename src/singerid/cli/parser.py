@@ -4,30 +4,48 @@ from __future__ import annotations
 import argparse
 import os
 
+from .. import __version__
+
+EXIT_CODES = "exit codes: 0 ok; 2 bad input (unreadable audio, bad table, bad option, missing catalogue); 1 other errors"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" after every option that has a default worth showing (not None/False) and does not
+    already say it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.default == []:
+            return text
+        return super()._get_help_string(action)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="singerid", description="Singer identification that survives AI voice clones.")
+    p = argparse.ArgumentParser(prog="singerid", description="Singer identification that survives AI voice clones.",
+                                formatter_class=HelpFormatter, epilog=EXIT_CODES)
+    p.add_argument("--version", action="version", version=f"singerid {__version__}")
     global_args(p)
     p.set_defaults(verbose=False, threads=None)
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a singer-level contrastive embedding model")
     t.add_argument("--manifest", required=True, help="tracks table (CSV or Parquet)")
-    t.add_argument("--mode", choices=["mixture", "vocal", "hybrid"], default="vocal")
+    t.add_argument("--mode", choices=["mixture", "vocal", "hybrid"], default="vocal",
+                   help="positive pairs from mixtures, vocal stems, or each side at random")
     t.add_argument("--config", default="tiny", help="model preset (see `singerid models`) or a JSON file")
     t.add_argument("--out", required=True, help="run folder (checkpoints, log.csv)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     t.add_argument("--max-steps", type=int, help="stop after this many training steps (smoke runs)")
     t.add_argument("--batch-pairs", type=int, help="positive pairs per step (paper: 128)")
-    t.add_argument("--lr", type=float)
-    t.add_argument("--epoch-steps", type=int)
-    t.add_argument("--val-steps", type=int)
-    t.add_argument("--max-epochs", type=int)
+    t.add_argument("--lr", type=float, help="learning rate (default: the preset's; paper: 1e-4)")
+    t.add_argument("--epoch-steps", type=int, help="training steps per epoch (default: the preset's; paper: 32)")
+    t.add_argument("--val-steps", type=int, help="validation steps per epoch (default: the preset's; paper: 32)")
+    t.add_argument("--max-epochs", type=int, help="stop after this many epochs (default: the preset's; paper: 100)")
     t.add_argument("--ckpt-every", type=int, help="also checkpoint every N steps")
     t.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="random seed")
     t.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
-    t.add_argument("--tensorboard", action="store_true")
+    t.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard in the run folder")
     t.add_argument("--separate", choices=["none", "spleeter", "demucs"], default="none",
                    help="vocal/hybrid modes: separate mixtures without a vocals_path (once, cached)")
     t.add_argument("--mix-instrumentals", action="store_true",
@@ -38,18 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", help="run folder from `train --out`, a checkpoint folder or file")
     e.add_argument("--backend", help="a pretrained backend instead of a checkpoint (voice)")
     e.add_argument("--ray", action="store_true", help="embed on the Ray cluster; --out is then a folder of Parquet shards")
-    e.add_argument("--separate", choices=["none", "spleeter", "demucs"], default="none")
-    e.add_argument("--manifest", required=True)
+    e.add_argument("--separate", choices=["none", "spleeter", "demucs"], default="none",
+                   help="separate the vocals before embedding")
+    e.add_argument("--manifest", required=True, help="tracks table (CSV or Parquet)")
     e.add_argument("--out", required=True, help="output .parquet")
     e.add_argument("--source", choices=["path", "vocals_path"], default="path", help="embed the mixture or the given vocal stem")
-    e.add_argument("--workers", type=int, default=2)
-    e.add_argument("--device")
+    e.add_argument("--workers", type=int, default=2, help="decoding worker processes")
+    e.add_argument("--device", help="torch device (default: cpu)")
 
     v = sub.add_parser("evaluate", help="score an embedding on enrolment/query lists (top-1, top-5, per-query JSON)")
     v.add_argument("--enroll", required=True, help="tracks table of the known singers")
     v.add_argument("--query", required=True, help="tracks table of the tracks to identify")
     v.add_argument("--json", required=True, help="output JSON")
-    v.add_argument("--method", choices=["centroid", "head"], default="centroid")
+    v.add_argument("--method", choices=["centroid", "head"], default="centroid",
+                   help="nearest singer centroid, or the paper's classifier head on frozen embeddings")
     v.add_argument("--decision", choices=["vote", "mean"], default="vote", help="track decision from window scores")
     topk_arg(v)
     backend_args(v)
@@ -61,18 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
         w.add_argument("--out", required=True, help="results folder")
         w.add_argument("--classes", type=class_count, nargs="+", default=[100, 200, 300, 400, 500, 600, 700, 800, 900, 1000],
                        help="class counts (singers per head); 'all': every singer with enough distinct songs")
-        w.add_argument("--runs", type=int, default=10)
-        w.add_argument("--method", choices=["head", "centroid"], default="head")
+        w.add_argument("--runs", type=int, default=10, help="random runs per class count")
+        w.add_argument("--method", choices=["head", "centroid"], default="head",
+                       help="the paper's classifier head, or nearest singer centroid")
         w.add_argument("--min-train", type=int, default=3,
                        help="training songs a singer needs (plus a held-out test song and validation song)")
         topk_arg(w)
         backend_args(w)
 
     c = sub.add_parser("convert-splits", help="FMA / MTG-Jamendo split JSON files (authors' schema) -> tracks table")
-    c.add_argument("--format", choices=["fma", "mtg"], required=True)
-    c.add_argument("--train", required=True)
-    c.add_argument("--val", required=True)
-    c.add_argument("--test", required=True)
+    c.add_argument("--format", choices=["fma", "mtg"], required=True, help="which dataset's split files")
+    c.add_argument("--train", required=True, help="training split JSON")
+    c.add_argument("--val", required=True, help="validation split JSON")
+    c.add_argument("--test", required=True, help="test split JSON")
     c.add_argument("--audio-root", required=True, help="folder holding fma_full/ or mtg-jamendo-dataset/")
     c.add_argument("--out", required=True, help="tracks table to write (.csv or .parquet)")
 
@@ -80,39 +101,41 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("names", nargs="*", help="voice, spleeter (default: all)")
 
     s = sub.add_parser("separate", help="separate files into vocals and accompaniment (16 kHz FLAC)")
-    s.add_argument("files", nargs="+")
+    s.add_argument("files", nargs="+", help="audio files")
     s.add_argument("--out", required=True, help="output folder")
-    s.add_argument("--backend", choices=["spleeter", "demucs"], default="spleeter")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--backend", choices=["spleeter", "demucs"], default="spleeter", help="separation model")
+    s.add_argument("--device", default="cpu", help="torch device")
 
     d = sub.add_parser("detect-vocals", help="per-window vocal activity timeline of files")
-    d.add_argument("files", nargs="+")
+    d.add_argument("files", nargs="+", help="audio files")
     d.add_argument("--window", type=float, default=3.0, help="window length in seconds (3 or 6)")
     d.add_argument("--separate", choices=["spleeter", "demucs"], default="spleeter",
                    help="energy of the separated vocal stem relative to the mixture")
     d.add_argument("--model", help="a vocal-activity classifier from train-vad instead of separation")
-    d.add_argument("--device", default="cpu")
+    d.add_argument("--device", default="cpu", help="torch device")
 
     r = sub.add_parser("train-vad", help="train the small vocal-activity classifier from a table's stems")
     r.add_argument("--manifest", required=True, help="tracks with vocals_path (and accompaniment_path) stems")
-    r.add_argument("--out", required=True)
-    r.add_argument("--epochs", type=int, default=10)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", required=True, help="folder for the classifier")
+    r.add_argument("--epochs", type=int, default=10, help="training epochs")
+    r.add_argument("--seed", type=int, default=0, help="random seed")
 
     n = sub.add_parser("enroll", help="add the tracks of a table to a catalogue (created if needed)")
     n.add_argument("tracks", help="tracks table: path, singer (, song, stem)")
     n.add_argument("--catalogue", required=True, help="catalogue folder")
     n.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], default="flat", help="FAISS index for a new catalogue")
-    n.add_argument("--far", type=float, default=0.05, help="false-acceptance rate the 'unknown' threshold is set for")
+    n.add_argument("--far", type=float, default=0.05,
+                   help="false-acceptance rate of `verify`'s same-singer threshold; identification answers in tiers "
+                        "(match: 1 %%, possible: 10 %% of unknown voices accepted)")
     n.add_argument("--ray", action="store_true", help="embed on the Ray cluster (Ray Data), then commit here")
     backend_args(n)
 
     i = sub.add_parser("identify", help="whose voice is this? ranked singers, evidence, 'unknown'")
-    i.add_argument("files", nargs="+")
-    i.add_argument("--catalogue", required=True)
-    i.add_argument("--top", type=int, default=5)
+    i.add_argument("files", nargs="+", help="audio files")
+    i.add_argument("--catalogue", required=True, help="catalogue folder (from `singerid enroll`)")
+    i.add_argument("--top", type=int, default=5, help="candidates listed per file")
     i.add_argument("--json", action="store_true", help="print one JSON list (one object per file)")
-    i.add_argument("--device", default="cpu")
+    i.add_argument("--device", default="cpu", help="torch device")
 
     y = sub.add_parser("verify", help="same singer? two files, or EER/minDCF over a trial list")
     y.add_argument("files", nargs="*", help="two audio files")
@@ -122,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     backend_args(y)
 
     m = sub.add_parser("remove-singer", help="remove a singer and their tracks from a catalogue")
-    m.add_argument("singer")
-    m.add_argument("--catalogue", required=True)
+    m.add_argument("singer", help="the singer's name as enrolled")
+    m.add_argument("--catalogue", required=True, help="catalogue folder")
 
     h = sub.add_parser("serve", help="HTTP service and web page over a catalogue")
     h.add_argument("--catalogue", required=True, help="catalogue folder (from `singerid enroll`)")
@@ -143,22 +166,23 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--device", default="cpu", help="torch device for embedding (cpu, cuda, cuda:1)")
 
     k = sub.add_parser("filter-tracks", help="the paper's filters: vocal share per track, singers with enough tracks")
-    k.add_argument("manifest")
+    k.add_argument("manifest", help="tracks table (CSV or Parquet)")
     k.add_argument("--out", required=True, help="filtered table with vocal_fraction and vocal_segs columns")
     k.add_argument("--min-vocal", type=float, default=0.75, help="0.75 for training sets (paper), 0.5 for evaluation")
     k.add_argument("--min-tracks", type=int, default=2, help="tracks a singer needs (2 training, 5 evaluation)")
     k.add_argument("--separate", choices=["spleeter", "demucs"], default="spleeter",
                    help="for mixtures without a vocal stem (unless --model)")
     k.add_argument("--model", help="vocal-activity classifier from train-vad")
-    k.add_argument("--device", default="cpu")
+    k.add_argument("--device", default="cpu", help="torch device")
 
     sub.add_parser("models", help="list the model presets")
 
     q = sub.add_parser("quickstart", help="offline demo: synthetic singers, tiny model, catalogue, identify (+ unknown)")
     q.add_argument("--workdir", help="where to write the demo catalogue and run (default: a temp folder)")
-    q.add_argument("--steps", type=int, default=300)
+    q.add_argument("--steps", type=int, default=300, help="training steps of the tiny model")
     for command in sub.choices.values():  # global options are accepted after the subcommand too
         global_args(command)
+        command.formatter_class, command.epilog = HelpFormatter, EXIT_CODES
     return p
 
 
@@ -179,9 +203,9 @@ def backend_args(p: argparse.ArgumentParser) -> None:
                         "spleeter when its weights are "
                         "fetched, skipping rows marked stem=vocals")
     p.add_argument("--cache", help="embedding cache folder (default: $SINGERID_HOME/embeddings); 'none' disables")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="decoding worker processes")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
 
 
 def class_count(v: str) -> int | str:

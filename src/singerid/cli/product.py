@@ -97,14 +97,39 @@ def cmd_enroll(a) -> int:
         r = cat.enroll(tracks, a.workers, calibrate_after=False,
                        on_track=(lambda p, s: print(f"enrolled {s}: {p}", flush=True)) if a.verbose else None)
     cal = cat.calibrate(a.far)
-    print(f"{a.catalogue}: enrolled {r['enrolled']} track(s), {r['skipped']} already there, {len(r['errors'])} unreadable; "
-          f"{len(cat.singers())} singers, {cat.store.count()} tracks")
-    if cal.get("threshold") is not None:
-        print(f"'unknown' threshold {cal['threshold']:.3f} for {100 * a.far:.0f} % false acceptance "
-              f"(held-out real tracks accepted: {100 * cal['genuine_accept_rate']:.0f} %)")
-    for e in r["errors"]:
-        print(f"singerid enroll: skipped {e}", file=sys.stderr)
+    print(f"{a.catalogue}: enrolled {r['enrolled']} track(s), {r['skipped']} already there, {len(r['errors'])} unreadable "
+          f"(each reported above); {len(cat.singers())} singers, {cat.store.count()} tracks")
+    for t in cal.get("tiers") or []:
+        print(f"  {t['tier']:8s} (score >= {t['threshold']:.3f}): {_in_words(t['far'], t['n_unknown'])}; names "
+              f"{100 * t['accept_real']:.0f} % of held-out real tracks right")
+    if not cal.get("tiers"):
+        print(f"  uncalibrated ({cal.get('reason')}): identify will answer 'unknown' and list the closest singers")
     return 0
+
+
+def _in_words(far: float | None, n: int | None) -> str:
+    """A tier's measured false-acceptance rate as people read it."""
+    if far is None:
+        return "no measured rate"
+    if far <= 0:
+        return f"none of {n} unknown voices scored this high"
+    return f"1 in {max(1, round(1 / far))} unknown voices score this high"
+
+
+def _verdict(r: dict) -> str:
+    """One line: the decision, its tier in words, a known imitation when the query is near one."""
+    best = r["candidates"][0]["singer"]
+    if r["tier"] == "match":
+        line = f"match: {r['decision']} ({_in_words(r['far'], r['n_unknown'])})"
+    elif r["tier"] == "possible":
+        line = f"possible match: {r['decision']} ({_in_words(r['far'], r['n_unknown'])})"
+    elif r["tier"] == "uncalibrated":
+        line = f"unknown (uncalibrated: {r.get('calibration_note')}); closest: {best}"
+    else:
+        line = f"unknown: no enrolled singer is close enough (closest: {best})"
+    if r.get("imitation"):
+        line += f"; {r['imitation']['note']}"
+    return line
 
 
 @command
@@ -115,8 +140,10 @@ def cmd_identify(a) -> int:
     from ..catalogue import Catalogue
 
     cat = Catalogue.open(a.catalogue, a.device)
+    from ..progress import log_progress
+
     results, failed = [], 0
-    for f in a.files:
+    for f in log_progress(a.files, len(a.files), "identify", unit="files"):
         try:
             results.append(cat.identify(f, a.top))
         except AudioError as e:
@@ -129,10 +156,10 @@ def cmd_identify(a) -> int:
         for r in results:
             if "error" in r:
                 continue
-            print(f"{r['path']}: {r['decision']}")
+            print(f"{r['path']}: {_verdict(r)}")
             for c in r["candidates"]:
-                conf = f", confidence {100 * c['confidence']:.0f} %" if c["confidence"] is not None else ""
-                print(f"  {c['singer']:24s} score {c['score']:.3f}, {c['votes']} window vote(s){conf}")
+                conf = f", P(same singer) {100 * c['confidence']:.0f} %" if c["confidence"] is not None else ""
+                print(f"  {c['singer']:24s} score {c['score']:.3f}{conf}, {c['votes']} window vote(s)")
             line = " ".join(f"{w['start']:.0f}s:{w['singer']}" for w in r["windows"][:12])
             print(f"  windows: {line}{' ...' if len(r['windows']) > 12 else ''}")
         print(CAVEAT)
