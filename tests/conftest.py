@@ -5,6 +5,11 @@ from pathlib import Path
 
 import pytest
 
+import singerid  # noqa: F401  (before torch: the CPU policy's short OpenMP spin)
+from singerid import cpu
+
+cpu.configure()  # torch threads for this process from the CPU policy, as every entry point does
+
 DEV_DATA = Path(os.environ.get("SINGERID_DEV_DATA", Path(__file__).resolve().parents[2] / "shared/data/singing-dev"))
 
 

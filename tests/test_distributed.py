@@ -32,12 +32,12 @@ def setup(tmp_path_factory, synth_catalogue):
 def test_ray_embed_equals_local(ray_cluster, setup):
     from singerid.data.manifest import load_tracks
     from singerid.distributed import ray_embed, read_shards
-    from singerid.embed import CheckpointEmbedder, embed_tracks
+    from singerid.embed import ModelEmbedder, embed_tracks
 
     root, ckpt, _ = setup
     tracks = load_tracks(root / "t.csv")
     remote = read_shards(ray_embed(tracks, root / "shards", checkpoint=ckpt, actors=2, batch_size=4))
-    local, errors = embed_tracks(CheckpointEmbedder(ckpt, "cpu"), tracks, workers=0, progress=False)
+    local, errors = embed_tracks(ModelEmbedder.from_checkpoint(ckpt, "cpu"), tracks, workers=0, progress=False)
     assert len(errors) == 1 and (remote["error"] != "").sum() == 1
     remote = remote[remote["error"] == ""].sort_values(["path", "start"]).reset_index(drop=True)
     local = local.sort_values(["path", "start"]).reset_index(drop=True)

@@ -323,7 +323,7 @@ def test_raw_head_input_keeps_norms_in_the_cache(tmp_path):
     for centroids and catalogues, plus the raw norms, and `features(raw=True)` gives back the encoder output."""
     import torch
 
-    from singerid.embed import CheckpointEmbedder
+    from singerid.embed import ModelEmbedder
     from singerid.eval.cache import embed_files, reads_raw
     from singerid.models import get_config
     from singerid.testing import make_catalogue
@@ -331,8 +331,8 @@ def test_raw_head_input_keeps_norms_in_the_cache(tmp_path):
     cfg = get_config("tiny")
     cfg.head_input = "raw"
     ckpt = save_model(tmp_path / "raw", create_model(cfg, seed=0))
-    emb = CheckpointEmbedder(ckpt, "cpu")
-    assert reads_raw(emb) and not reads_raw(CheckpointEmbedder(save_model(tmp_path / "l2", create_model("tiny")), "cpu"))
+    emb = ModelEmbedder.from_checkpoint(ckpt, "cpu")
+    assert reads_raw(emb) and not reads_raw(ModelEmbedder.from_checkpoint(save_model(tmp_path / "l2", create_model("tiny")), "cpu"))
     table = pd.read_csv(make_catalogue(tmp_path / "cat", n_singers=1, songs_per_singer=1, seconds=7.0, seed=0))
     path = str(tmp_path / "cat" / table["path"].iloc[0])
     for _ in range(2):  # embedded, then read back from the cache

@@ -245,7 +245,7 @@ def test_region_separation_with_spleeter_matches_full_separation(synth_catalogue
 
 def test_window_budget_separates_only_what_it_needs(monkeypatch):
     """A long track with a budget: only spread windows (with context) reach the model, and vocal ones are kept."""
-    from singerid.embed import spread, wave_windows
+    from singerid.voiced import spread, track_audio
 
     assert spread([0, 6, 12, 18, 24], 3) == [0, 12, 24]
     assert spread([0, 6], 3) == [0, 6]
@@ -262,10 +262,12 @@ def test_window_budget_separates_only_what_it_needs(monkeypatch):
     wave[n // 2 :] = np.convolve(rng.standard_normal(n // 2), np.ones(9) / 9, mode="same")
     wave += 0.001 * rng.standard_normal(n).astype(np.float32)
     sep = Separator("echo", Counting(), chunk_seconds=400, overlap_seconds=2)
-    starts, windows = wave_windows(wave, 6.0, separator=sep, budget=6)
+    audio = track_audio(wave, 6.0, separator=sep, budget=6)
+    starts, windows = audio.starts, audio.windows
     assert 3 <= len(starts) <= 6 and all(s >= 150 for s in starts), starts
     assert windows.shape == (len(starts), 6 * SR)
     assert sum(calls) <= 12 * 8 * SR  # at most twice the budget of 8-s regions, never the whole 300 s
     calls.clear()
-    starts_all, _ = wave_windows(wave, 6.0, separator=sep, budget=None)
+    assert len(audio.voiced) <= len(starts) * 6 * SR  # the voiced audio: the chosen windows only
+    starts_all = track_audio(wave, 6.0, separator=sep, budget=None).starts
     assert calls == [n] and len(starts_all) >= 20

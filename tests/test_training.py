@@ -16,7 +16,7 @@ import pytest
 from singerid.cli import main
 from singerid.data.manifest import load_tracks
 from singerid.data.pairs import PairBatches, build_sources
-from singerid.embed import CheckpointEmbedder, embed_tracks, read_embeddings
+from singerid.embed import ModelEmbedder, embed_tracks, read_embeddings
 from singerid.eval.analyses import same_vs_different
 from singerid.train.loop import TrainConfig, train
 
@@ -64,7 +64,7 @@ def test_tiny_training_learns_singers(synth_catalogue, tmp_path):
     assert len(losses) == 150
     assert np.mean(losses[-20:]) < 0.6 * np.mean(losses[:20])
     tracks = load_tracks(synth_catalogue)
-    df, errors = embed_tracks(CheckpointEmbedder(run, "cpu"), tracks, "vocals_path", workers=0, progress=False)
+    df, errors = embed_tracks(ModelEmbedder.from_checkpoint(run, "cpu"), tracks, "vocals_path", workers=0, progress=False)
     assert not errors
     same, diff = same_vs_different(np.stack(df["embedding"]), list(df["singer"]), list(df["song"]))
     assert same - diff > 0.05, (same, diff)
@@ -137,7 +137,7 @@ def test_ddp_two_processes_on_cpu(synth_catalogue, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert sorted(_losses(out)) == [1, 2, 3, 4]
     assert json.loads((out / "latest.json").read_text())["step"] == 4
-    CheckpointEmbedder(out, "cpu")  # loads
+    ModelEmbedder.from_checkpoint(out, "cpu")  # loads
 
 
 def test_mixtures_made_on_the_fly_from_stems_and_instrumentals(synth_catalogue, tmp_path):

@@ -1,6 +1,6 @@
 """Catalogue-scale embedding across machines with Ray Data: the tracks table is split into blocks, each block is
 decoded / separated / embedded by a pool of actors (one model per actor), and the window rows are written as Parquet
-shards. The same `wave_windows` + embedder stage as the local path, so results are identical.
+shards. The same `track_audio` + embedder stage as the local path, so results are identical.
 
     ray start --head            # or an existing cluster: RAY_ADDRESS=...
     singerid embed --ray --checkpoint run --manifest tracks.csv --out shards/
@@ -21,7 +21,7 @@ class _EmbedBatch:
     """Ray actor: a batch of table rows → one row per window (path, singer, song, start, embedding, error)."""
 
     def __init__(self, backend: str | None, checkpoint: str | None, separate: str, device: str = "cpu"):
-        from .backends import load_embedder
+        from .embed import load_embedder
 
         self.embedder = load_embedder(backend, checkpoint, device)
         self.separator = None
@@ -33,20 +33,20 @@ class _EmbedBatch:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from .audio import AudioError
-        from .embed import track_windows
+        from .voiced import file_audio
 
         rows = []
         for _, r in batch.iterrows():
             segs = r.get("vocal_segs")
             try:
                 sep = None if r.get("stem") == "vocals" else self.separator
-                starts, windows = track_windows(r["path"], self.embedder.sample_rate, self.embedder.window_seconds,
-                                                list(segs) if isinstance(segs, (list, tuple, np.ndarray)) and len(segs) else None, sep)
+                audio = file_audio(r["path"], self.embedder.sample_rate, self.embedder.window_seconds,
+                                   list(segs) if isinstance(segs, (list, tuple, np.ndarray)) and len(segs) else None, sep)
             except AudioError as e:
                 rows.append({"path": r["path"], "singer": r["singer"], "song": r["song"], "start": -1.0,
                              "embedding": np.zeros(self.embedder.dim, np.float32), "error": str(e)})
                 continue
-            for s, e in zip(starts, self.embedder.embed_windows(windows)):
+            for s, e in zip(audio.starts, self.embedder.embed_windows(audio.windows)):
                 rows.append({"path": r["path"], "singer": r["singer"], "song": r["song"], "start": float(s),
                              "embedding": e.astype(np.float32), "error": ""})
         return pd.DataFrame(rows, columns=["path", "singer", "song", "start", "embedding", "error"])

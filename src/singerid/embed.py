@@ -1,7 +1,8 @@
-"""The embedding stage: file → 6-s windows → L2-normalised embeddings, for any backend.
+"""The embedding stage: file → vocal audio (`voiced.track_audio`) → L2-normalised embeddings, per 6-s window and per
+track, for any model.
 
-`Embedder` is what every command uses (train's checkpoints, the pretrained `voice` baseline, ...). `embed_tracks`
-decodes in DataLoader workers, embeds batched in inference mode, and yields one row per window.
+`Embedder` is what every command uses: a trained checkpoint, or a preset with pretrained weights by name (`voice`,
+the default). `iter_track_embeddings` decodes in DataLoader workers and embeds batched in inference mode.
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .audio import WINDOW_SECONDS, AudioError, cut_windows, load_audio, peak_normalise, window_starts
+from .audio import WINDOW_SECONDS, AudioError, cut_windows, load_audio, window_starts
 from .cpu import single_thread_worker
-from .vad import vocal_windows, window_activity
+from .voiced import MAX_WINDOWS, track_audio
 
 log = logging.getLogger(__name__)
 
@@ -35,95 +36,85 @@ class Embedder(Protocol):
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
         """[N, T] float32 at `sample_rate` → [N, dim] float32, L2-normalised."""
 
+    def embed_track(self, voiced: np.ndarray) -> np.ndarray:
+        """[T] voiced audio of a track → [dim] float32, L2-normalised: the track-level embedding used for scoring."""
 
-class CheckpointEmbedder:
-    """A trained singerid checkpoint (run folder, checkpoint folder or .safetensors)."""
 
-    def __init__(self, path: str | os.PathLike, device: str | None = None, batch_size: int = 32):
-        from .models import load_model
+DEFAULT_BACKEND = "voice"  # the best measured on the dev protocols (docs/results.md)
 
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = load_model(path, self.device)
-        self.name = f"checkpoint:{Path(path).name}"
-        self.dim = self.model.cfg.embed_dim
-        self.sample_rate = self.model.sample_rate
-        self.window_seconds = WINDOW_SECONDS
-        self.batch_size = batch_size
+
+class ModelEmbedder:
+    """Embeddings of a SingerModel: a preset with pretrained weights (`voice`) or a trained checkpoint, followed by
+    the checkpoint's scoring backend when it has one."""
+
+    TRACK_CHUNK = 30 * 16000  # a long voiced track is embedded in pieces of this many samples
+
+    def __init__(self, model, name: str, backend=None, device: str = "cpu", batch_size: int = 32):
+        self.model, self.name, self.backend = model.to(device).eval(), name, backend
+        self.device, self.batch_size = device, batch_size
+        self.dim = backend.dim if backend is not None else model.cfg.embed_dim
+        self.sample_rate, self.window_seconds = model.sample_rate, WINDOW_SECONDS
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | None = None) -> "ModelEmbedder":
+        from .models import load_model, resolve_checkpoint
+        from .models.backend import ScoringBackend
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(load_model(path, device), f"checkpoint:{Path(path).name}",
+                   ScoringBackend.load(resolve_checkpoint(path)), device)
+
+    def _finish(self, emb: np.ndarray) -> np.ndarray:
+        return self.backend.apply(emb) if self.backend is not None else emb
 
     @torch.inference_mode()
-    def embed_windows(self, windows: np.ndarray) -> np.ndarray:
+    def encoder_windows(self, windows: np.ndarray) -> np.ndarray:
+        """[N, T] → [N, D] the model's L2-normalised embeddings, before any scoring backend."""
         out = []
         for i in range(0, len(windows), self.batch_size):
             x = torch.from_numpy(np.ascontiguousarray(windows[i : i + self.batch_size])).to(self.device)
             out.append(self.model.embed(x).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, self.model.cfg.embed_dim), np.float32)
+
+    def embed_windows(self, windows: np.ndarray) -> np.ndarray:
+        return self._finish(self.encoder_windows(windows))
+
+    @torch.inference_mode()
+    def encoder_track(self, voiced: np.ndarray) -> np.ndarray:
+        """[T] → [D]: partial-level encoders (GE2E) average every 1.6-s partial of the voiced audio, as Resemblyzer's
+        embed_utterance does; others average their 6-s windows."""
+        enc = self.model.encoder
+        if hasattr(enc, "partials"):
+            x = torch.from_numpy(np.ascontiguousarray(voiced, np.float32)).to(self.device)
+            parts = [enc.partials(x[i : i + self.TRACK_CHUNK][None])[0] for i in range(0, len(x), self.TRACK_CHUNK)
+                     if i == 0 or len(x) - i >= 16000]  # a tail under 1 s is left out
+            v = torch.cat(parts).mean(dim=0).float().cpu().numpy()
+        else:
+            n = int(self.window_seconds * self.sample_rate)
+            starts = window_starts(len(voiced) / self.sample_rate, self.window_seconds)
+            v = self.encoder_windows(cut_windows(voiced, starts, self.window_seconds, self.sample_rate)[:, :n]).mean(axis=0)
+        return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+    def embed_track(self, voiced: np.ndarray) -> np.ndarray:
+        return self._finish(self.encoder_track(voiced)[None])[0]
 
 
-MAX_WINDOWS = 10  # window budget per track: at most this many 6-s windows, spread over it (60 s of voice)
+def load_embedder(backend: str | None = None, checkpoint: str | None = None, device: str = "cpu") -> ModelEmbedder:
+    """A checkpoint when given, else a preset with pretrained weights by name (`voice`), else the project's default."""
+    if checkpoint:
+        return ModelEmbedder.from_checkpoint(checkpoint, device)
+    from .models import create_model, get_config, list_models
 
-
-def spread(starts: list[float], budget: int | None) -> list[float]:
-    """At most `budget` of `starts`, evenly spread over them (all of them when they fit)."""
-    if budget is None or len(starts) <= budget:
-        return list(starts)
-    return [starts[int(i)] for i in np.unique(np.linspace(0, len(starts) - 1, budget).round().astype(int))]
-
-
-def separated_vocal_windows(wave: np.ndarray, separator, seconds: float = WINDOW_SECONDS,
-                            budget: int | None = MAX_WINDOWS, sample_rate: int = 16000) -> tuple[list[float], np.ndarray]:
-    """Mixture [T] → (starts, vocal-stem windows [N, seconds * sr]) of up to `budget` windows with vocals.
-
-    A track with more candidate windows than the budget is not separated whole: windows spread over it are separated
-    alone (with context), judged by vocal energy, and further spread windows are separated in rounds until half the
-    budget has vocals or twice the budget was separated. Short tracks are separated whole."""
-    candidates = window_starts(len(wave) / sample_rate, seconds)
-    if budget is None or len(candidates) <= budget:
-        vocals = separator.separate(wave)["vocals"]
-        starts = spread(vocal_windows(vocals, wave, seconds), budget)
-        return starts, cut_windows(vocals, starts, seconds, sample_rate)
-    peak = float(np.abs(wave).max())
-    remaining, tried, kept = list(candidates), [], []  # kept: (start, vocals window)
-    ratios: list[tuple[float, float, np.ndarray]] = []
-    while remaining and len(kept) < (budget + 1) // 2 and len(tried) < 2 * budget:
-        pick = spread(remaining, min(budget - len(kept), 2 * budget - len(tried)))
-        voc = separator.separate_windows(wave, pick, seconds)
-        flags, ratio = window_activity(voc, cut_windows(wave, pick, seconds, sample_rate), peak)
-        kept += [(s, v) for s, v, f in zip(pick, voc, flags) if f]
-        ratios += list(zip(ratio, pick, voc))
-        tried += pick
-        remaining = [s for s in remaining if s not in set(pick)]
-    if not kept:  # at least the most vocal window, so every track yields one
-        _, s, v = max(ratios, key=lambda r: r[0])
-        kept = [(s, v)]
-    kept.sort(key=lambda sv: sv[0])
-    return [s for s, _ in kept], np.stack([v for _, v in kept])
-
-
-def wave_windows(
-    wave: np.ndarray, seconds: float = WINDOW_SECONDS, starts: list[float] | None = None, separator=None,
-    vocal_only: bool = True, sample_rate: int = 16000, budget: int | None = MAX_WINDOWS,
-) -> tuple[list[float], np.ndarray]:
-    """16 kHz wave → (window starts s, [N, seconds * sample_rate] peak-normalised windows), N ≤ `budget` (None: all).
-
-    With a separator the windows come from the separated vocal stem (only the windows used are separated). Unless
-    `starts` are given (e.g. the table's `vocal_segs`), only windows with vocal activity are kept (at least one)."""
-    duration = len(wave) / sample_rate
-    if starts:  # chosen by the table (vocal_segs): all of them, no budget
-        starts = [s for s in starts if s < duration] or [0.0]
-        windows = (separator.separate_windows(wave, starts, seconds) if separator is not None
-                   else cut_windows(wave, starts, seconds, sample_rate))
-    elif separator is not None:
-        starts, windows = separated_vocal_windows(wave, separator, seconds, budget, sample_rate)
-    else:
-        starts = spread(vocal_windows(wave, None, seconds) if vocal_only else window_starts(duration, seconds), budget)
-        windows = cut_windows(wave, starts, seconds, sample_rate)
-    return starts, peak_normalise(windows)
-
-
-def track_windows(path: str, sample_rate: int = 16000, seconds: float = WINDOW_SECONDS, starts: list[float] | None = None,
-                  separator=None, vocal_only: bool = True, budget: int | None = MAX_WINDOWS) -> tuple[list[float], np.ndarray]:
-    """Decode a file → `wave_windows` of it."""
-    return wave_windows(load_audio(path, sample_rate), seconds, starts, separator, vocal_only, sample_rate, budget)
+    name = backend or DEFAULT_BACKEND
+    try:
+        cfg = get_config(name)
+    except KeyError:
+        cfg = None
+    if cfg is None or not cfg.pretrained:
+        known = [m for m in list_models() if get_config(m).pretrained]
+        raise ValueError(f"unknown backend {name!r}: a backend is a model preset with pretrained weights "
+                         f"({', '.join(known)}); for a trained model pass --checkpoint")
+    return ModelEmbedder(create_model(cfg), name, None, device)
 
 
 class _Decoded(Dataset):
@@ -147,8 +138,9 @@ class TrackEmbedding:
     index: int  # row of the input list
     path: str
     starts: list[float]
-    embeddings: np.ndarray  # [N, D]
+    embeddings: np.ndarray  # [N, D] one per 6-s window
     error: str | None = None
+    track: np.ndarray | None = None  # [D] the track-level embedding (all partials of the voiced audio)
 
 
 def iter_track_embeddings(
@@ -165,9 +157,10 @@ def iter_track_embeddings(
             log.warning("skipped %s", err)
             yield TrackEmbedding(i, paths[i], [], np.zeros((0, embedder.dim), np.float32), err)
             continue
-        st, windows = wave_windows(np.asarray(wave), embedder.window_seconds, starts[i], separator, vocal_only,
-                                   embedder.sample_rate, budget)
-        yield TrackEmbedding(i, paths[i], list(st), embedder.embed_windows(windows))
+        audio = track_audio(np.asarray(wave), embedder.window_seconds, starts[i], separator, vocal_only,
+                            embedder.sample_rate, budget)
+        yield TrackEmbedding(i, paths[i], audio.starts, embedder.embed_windows(audio.windows),
+                             track=embedder.embed_track(audio.voiced))
 
 
 def embed_tracks(

@@ -19,7 +19,8 @@ import pandas as pd
 from .. import CAVEAT
 from ..progress import log_progress
 from ..audio import load_audio
-from ..embed import iter_track_embeddings, wave_windows
+from ..embed import iter_track_embeddings
+from ..voiced import track_audio
 from . import index as faiss_index
 from .calibrate import calibrate, confidence, decide
 from .store import Store, file_sha
@@ -82,7 +83,7 @@ class Catalogue:
     @property
     def embedder(self):
         if self._embedder is None:
-            from ..backends import load_embedder
+            from ..embed import load_embedder
 
             self._embedder = load_embedder(self.store.get_meta("backend"), self.store.get_meta("checkpoint"), self.device)
         return self._embedder
@@ -243,8 +244,8 @@ class Catalogue:
         names, cents = self.centroids()
         if not names:
             raise ValueError(f"{self.folder}: the catalogue is empty: enrol singers first")
-        starts, windows = wave_windows(wave, self.embedder.window_seconds, None, self.separator)
-        emb = self.embedder.embed_windows(windows)  # [N, D]
+        audio = track_audio(wave, self.embedder.window_seconds, None, self.separator)
+        starts, emb = audio.starts, self.embedder.embed_windows(audio.windows)  # [N, D]
         per_window = emb @ cents.T  # [N, S]
         score = per_window.mean(axis=0)  # [S]
         votes = np.bincount(per_window.argmax(axis=1), minlength=len(names))

@@ -51,6 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mix-instrumentals", action="store_true",
                    help="mixture/hybrid modes: tracks with only a vocal stem get mixtures made on the fly over the "
                         "table's instrumentals (stem=instrumental rows, accompaniment_path)")
+    t.add_argument("--clones", action=argparse.BooleanOptionalAction, default=None,
+                   help="kind=cloned rows as positives of the singer they imitate (never of their source singer); "
+                        "default: the preset's (voice: on; paper, tiny: off, the paper's setting)")
+    t.add_argument("--augment", metavar="NAMES",
+                   help="comma-separated augmentations (singerid.augment: pitch_shift, vocoder, formant_shift, "
+                        "autotune, reverb, eq, compress, codec, remix) or 'none'; default: the preset's")
+    t.add_argument("--instrumentals", metavar="TABLE_OR_DIR",
+                   help="instrumentals for remix and --mix-instrumentals (a tracks table or a folder of audio); "
+                        "default: the table's stem=instrumental rows")
+    t.add_argument("--scoring", choices=["wccn", "lda", "center", "none"],
+                   help="scoring backend fitted on the training table at the end, stored in the checkpoint; "
+                        "default: the preset's (voice: wccn; others: none)")
 
     e = sub.add_parser("embed", help="embed every 6-s window of a tracks table into Parquet")
     e.add_argument("--checkpoint", help="run folder from `train --out`, a checkpoint folder or file")
@@ -70,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", required=True, help="output JSON")
     v.add_argument("--method", choices=["centroid", "head"], default="centroid",
                    help="nearest singer centroid, or the paper's classifier head on frozen embeddings")
-    v.add_argument("--decision", choices=["vote", "mean"], default="vote", help="track decision from window scores")
+    v.add_argument("--decision", choices=["track", "vote", "mean"], default="track",
+                   help="track: score the track-level embedding (all 1.6-s partials of the voiced audio; default); "
+                        "vote / mean: majority vote / mean of the 6-s window scores")
     topk_arg(v)
     backend_args(v)
 
@@ -113,6 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="energy of the separated vocal stem relative to the mixture")
     d.add_argument("--model", help="a vocal-activity classifier from train-vad instead of separation")
     d.add_argument("--device", default="cpu", help="torch device")
+
+    g = sub.add_parser("fit-scoring", help="fit a scoring backend (centering + WCCN/LDA) on a table's embeddings; "
+                                           "writes a checkpoint usable as --checkpoint everywhere")
+    g.add_argument("--manifest", required=True, help="tracks table of known singers (real tracks, and known clones)")
+    g.add_argument("--out", required=True, help="checkpoint folder to write (the model's weights + the backend)")
+    g.add_argument("--checkpoint", help="a trained checkpoint (default: the pretrained --backend)")
+    g.add_argument("--backend", default="voice", help="pretrained preset when no --checkpoint (default: voice)")
+    g.add_argument("--kind", choices=["wccn", "lda", "center"], default="wccn", help="default: wccn")
+    g.add_argument("--clones", action=argparse.BooleanOptionalAction, default=True,
+                   help="include kind=cloned rows, labelled with the singer they imitate (default: on)")
+    g.add_argument("--workers", type=int, default=2, help="decoding workers (default: 2)")
+    g.add_argument("--device", default="cpu")
 
     r = sub.add_parser("train-vad", help="train the small vocal-activity classifier from a table's stems")
     r.add_argument("--manifest", required=True, help="tracks with vocals_path (and accompaniment_path) stems")

@@ -171,7 +171,7 @@ def cmd_verify(a) -> int:
     import numpy as np
 
     from ..catalogue import eer, min_dcf
-    from ..embed import track_windows
+    from ..voiced import file_audio
 
     if a.catalogue:
         from ..catalogue import Catalogue
@@ -180,15 +180,14 @@ def cmd_verify(a) -> int:
         emb, sep = cat.embedder, cat.separator
         thr = a.threshold if a.threshold is not None else (cat.store.get_meta("calibration") or {}).get("verify_threshold")
     else:
-        from ..backends import load_embedder
+        from ..embed import load_embedder
 
         emb, sep, thr = load_embedder(a.backend, a.checkpoint, a.device), _separator(a), a.threshold
     cache: dict[str, np.ndarray] = {}
 
     def vec(path: str) -> np.ndarray:
         if path not in cache:
-            v = emb.embed_windows(track_windows(path, emb.sample_rate, emb.window_seconds, separator=sep)[1]).mean(axis=0)
-            cache[path] = v / max(float(np.linalg.norm(v)), 1e-12)
+            cache[path] = emb.embed_track(file_audio(path, emb.sample_rate, emb.window_seconds, separator=sep).voiced)
         return cache[path]
 
     if a.trials:

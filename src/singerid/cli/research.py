@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ..data.manifest import ManifestError
 from .registry import command
@@ -19,7 +20,8 @@ def cmd_train(a) -> int:
         seed=a.seed, batch_pairs=a.batch_pairs, lr=a.lr, epoch_steps=a.epoch_steps, val_steps=a.val_steps,
         max_epochs=a.max_epochs, num_workers=a.workers, device=a.device, ckpt_every=a.ckpt_every,
         tensorboard=a.tensorboard, separate=a.separate,
-        mix_instrumentals=a.mix_instrumentals,
+        mix_instrumentals=a.mix_instrumentals, clones=a.clones, instrumentals=a.instrumentals, scoring=a.scoring,
+        augment=None if a.augment is None else tuple(n for n in a.augment.split(",") if n.strip() not in ("", "none")),
     )
     out = train(cfg)
     print(f"checkpoint: {out} (use with --checkpoint {out})")
@@ -27,8 +29,24 @@ def cmd_train(a) -> int:
 
 
 @command
+def cmd_fit_scoring(a) -> int:
+    from ..data.manifest import load_tracks
+    from ..embed import load_embedder
+    from ..models import save_model
+    from ..train.recipe import fit_backend
+
+    emb = load_embedder(a.backend, a.checkpoint, a.device)
+    backend = fit_backend(emb, load_tracks(a.manifest), a.kind, a.clones, a.workers)
+    folder = save_model(Path(a.out), emb.model, {"fitted_from": a.checkpoint or a.backend, "manifest": a.manifest})
+    backend.save(folder)
+    print(f"wrote {folder}: {emb.name} + {a.kind} scoring backend ({backend.info['n']} embeddings, "
+          f"{backend.info['classes']} singers); use with --checkpoint {folder}")
+    return 0
+
+
+@command
 def cmd_embed(a) -> int:
-    from ..backends import load_embedder
+    from ..embed import load_embedder
     from ..data.manifest import load_tracks
     from ..embed import embed_tracks, write_embeddings
 
@@ -65,7 +83,7 @@ def cmd_embed(a) -> int:
 def cmd_evaluate(a) -> int:
     import json
 
-    from ..backends import load_embedder
+    from ..embed import load_embedder
     from ..eval.evaluate import evaluate
 
     emb = load_embedder(a.backend, a.checkpoint, a.device)

@@ -33,7 +33,7 @@ def _cache_dir(a) -> str | None:
 
 
 def _experiment(a):
-    from ..backends import load_embedder
+    from ..embed import load_embedder
     from ..eval.experiments import ExperimentConfig
 
     cfg = ExperimentConfig(class_counts=a.classes, runs=a.runs, method=a.method, topk_compat=a.topk_compat, seed=a.seed)

@@ -78,7 +78,7 @@ def load_tracks(path: str | os.PathLike) -> pd.DataFrame:
         df[c] = [_resolve(base, p) for p in df.get(c, pd.Series([None] * len(df)))]
     df["song"] = song_keys(df)
     df["vocal_segs"] = [parse_segs(v) for v in df.get("vocal_segs", pd.Series([None] * len(df)))]
-    for c in ("split", "genre"):
+    for c in ("split", "genre", "source_singer"):
         if c not in df.columns:
             df[c] = ""
     return df.reset_index(drop=True)

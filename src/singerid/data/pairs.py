@@ -1,6 +1,10 @@
 """Singer-level positive pairs (paper §3.2): per step, B distinct singers, each with two windows from two *different*
 songs. Batches are a pure function of (seed, step), so a run is reproducible and resumes exactly, whatever the number
-of DataLoader workers; under DDP every rank draws the same global batch and keeps its own slice of pairs."""
+of DataLoader workers; under DDP every rank draws the same global batch and keeps its own slice of pairs.
+
+Clone-aware pairs (`clones=True`): a `kind=cloned` row (its `singer` the voice imitated, `source_singer` whose
+performance was converted) joins its target singer's pool and may be one side of a positive pair whose other side is
+a real song of that singer. A clone is never a positive for its source singer (self-conversions are left out)."""
 from __future__ import annotations
 
 import logging
@@ -36,6 +40,7 @@ class TrackSources:
     song: str
     mixture: Source | None
     vocal: Source | None
+    cloned: bool = False
 
 
 def _durations(paths: list[str], workers: int = 8) -> dict[str, float | None]:
@@ -58,17 +63,22 @@ def _instrumentals(tracks: pd.DataFrame) -> tuple[tuple[str, float], ...]:
     return tuple((p, d) for p, d in sorted(dur.items()) if d)
 
 
-def build_sources(tracks: pd.DataFrame, mode: str, mix_instrumentals: bool = False) -> dict[str, list[TrackSources]]:
+def build_sources(tracks: pd.DataFrame, mode: str, mix_instrumentals: bool = False,
+                  clones: bool = False) -> dict[str, list[TrackSources]]:
     """Singer → usable tracks for `mode`, keeping singers with ≥ 2 distinct songs (`song_keys`: every take of a song,
-    a mixture and its own stem included, counts once). Only `kind=real` singing by one singer.
+    a mixture and its own stem included, counts once), one of them real. `kind=real` singing by one singer, and with
+    `clones` the `kind=cloned` rows of their target singer (not self-conversions).
 
     With `mix_instrumentals`, a track that has a vocal stem but no mixture gets a mixture made on the fly: its vocal
     window over a random window of one of the table's instrumentals (stem=instrumental rows, accompaniment_path)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     tracks = tracks.assign(song=song_keys(tracks))
-    rows = tracks[(tracks["kind"] == "real") & tracks["stem"].isin(["mixture", "vocals"])]
+    kinds = ["real", "cloned"] if clones else ["real"]
+    rows = tracks[tracks["kind"].isin(kinds) & tracks["stem"].isin(["mixture", "vocals"])]
     rows = rows[rows["singer"].map(lambda s: len(singers_of(s)) == 1)]
+    if "source_singer" in rows:
+        rows = rows[(rows["kind"] == "real") | (rows["source_singer"] != rows["singer"])]
     files = sorted({p for _, r in rows.iterrows() for p in (mixture_source(r), vocal_source(r)) if p})
     dur = _durations(files)
     insts = _instrumentals(tracks) if mix_instrumentals else ()
@@ -84,8 +94,8 @@ def build_sources(tracks: pd.DataFrame, mode: str, mix_instrumentals: bool = Fal
             m = Source(v.path, v.duration, segs, insts)
         need = {"mixture": m, "vocal": v, "hybrid": m or v}[mode]
         if need is not None:
-            out.setdefault(r["singer"], []).append(TrackSources(r["singer"], r["song"], m, v))
-    eligible = {s: t for s, t in out.items() if len({x.song for x in t}) >= 2}
+            out.setdefault(r["singer"], []).append(TrackSources(r["singer"], r["song"], m, v, r["kind"] == "cloned"))
+    eligible = {s: t for s, t in out.items() if len({x.song for x in t}) >= 2 and not all(x.cloned for x in t)}
     if len(eligible) < len(out):
         log.info("%d singer(s) dropped: fewer than 2 songs usable in %s mode", len(out) - len(eligible), mode)
     return dict(sorted(eligible.items()))
@@ -131,6 +141,7 @@ class PairBatches(Dataset):
         world: int = 1,
         seconds: float = WINDOW_SECONDS,
         sample_rate: int = 16000,
+        augment=None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -142,6 +153,7 @@ class PairBatches(Dataset):
             log.warning("batch of %d pairs capped at %d: one pair per distinct singer", batch_pairs, self.batch_pairs)
         self.seed, self.steps, self.rank, self.world = seed, steps, rank, world
         self.seconds, self.sample_rate = seconds, sample_rate
+        self.augment = augment  # (wave [T], rng) → [T], e.g. singerid.augment.Augmenter; None for validation
 
     def __len__(self) -> int:
         return self.steps
@@ -153,14 +165,27 @@ class PairBatches(Dataset):
         pairs = []
         for i in chosen:
             singer = self.singers[i]
-            tracks = self.sources[singer]
+            a, b = self._pair(self.sources[singer], rng)
+            pairs.append((singer, self._side(a, rng), self._side(b, rng)))
+        return pairs
+
+    @staticmethod
+    def _pair(tracks: list[TrackSources], rng: np.random.Generator) -> tuple[TrackSources, TrackSources]:
+        """Two tracks of two different songs; with clones in the pool, one side is always a real track."""
+        if not any(t.cloned for t in tracks):
             songs = sorted({t.song for t in tracks})
             sa, sb = rng.choice(len(songs), size=2, replace=False)
             ta = [t for t in tracks if t.song == songs[sa]]
             tb = [t for t in tracks if t.song == songs[sb]]
-            a, b = ta[rng.integers(len(ta))], tb[rng.integers(len(tb))]
-            pairs.append((singer, self._side(a, rng), self._side(b, rng)))
-        return pairs
+            return ta[rng.integers(len(ta))], tb[rng.integers(len(tb))]
+        real_songs = sorted({t.song for t in tracks if not t.cloned})
+        sa = real_songs[rng.integers(len(real_songs))]
+        ta = [t for t in tracks if t.song == sa and not t.cloned]
+        others = sorted({t.song for t in tracks} - {sa})
+        sb = others[rng.integers(len(others))]
+        tb = [t for t in tracks if t.song == sb]
+        pair = (ta[rng.integers(len(ta))], tb[rng.integers(len(tb))])
+        return pair if rng.random() < 0.5 else pair[::-1]
 
     def _side(self, t: TrackSources, rng: np.random.Generator) -> Source:
         if self.mode == "mixture":
@@ -185,7 +210,8 @@ class PairBatches(Dataset):
             start = _window_start(src, rng, self.seconds)
             try:
                 x = read_window(src.path, start, self.seconds, self.sample_rate)
-                return self._mix(x, src, rng) if src.mix_onto else x
+                x = self._mix(x, src, rng) if src.mix_onto else x
+                return self.augment(x, rng).astype(np.float32) if self.augment is not None else x
             except AudioError as e:
                 err = e
         raise err

@@ -22,10 +22,16 @@ class Windows:
     emb: np.ndarray  # [N, D] float32, L2-normalised
     error: str | None = None
     norm: np.ndarray | None = None  # [N] L2 norms of the raw encoder outputs, for models whose head reads them raw
+    track: np.ndarray | None = None  # [D] the track-level embedding (all partials of the voiced audio)
 
     def features(self, raw: bool = False) -> np.ndarray:
         """[N, D]: the L2-normalised embeddings, or (`raw`, where the norms are known) the raw encoder outputs."""
         return self.emb * self.norm[:, None] if raw and self.norm is not None else self.emb
+
+
+def as_tracks(windows: list[Windows]) -> list[Windows]:
+    """Each file's track-level embedding as its only "window" (files without one are left as they are)."""
+    return [Windows(np.zeros(1, np.float32), w.track[None], w.error) if w.track is not None else w for w in windows]
 
 
 def reads_raw(embedder: Embedder) -> bool:
@@ -38,11 +44,14 @@ class _RawOutputs:
     """A checkpoint embedder that returns the raw encoder outputs (the cache normalises them and keeps the norms)."""
 
     def __init__(self, embedder: Embedder):
-        self.model = embedder.model
+        self.model, self.embedder = embedder.model, embedder
         self.name, self.dim = embedder.name, embedder.dim
         self.sample_rate, self.window_seconds = embedder.sample_rate, embedder.window_seconds
 
     @torch.inference_mode()
+    def embed_track(self, voiced: np.ndarray) -> np.ndarray:
+        return self.embedder.embed_track(voiced)
+
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
         """[N, T] → [N, D] raw encoder outputs."""
         device = next(self.model.parameters()).device
@@ -53,14 +62,17 @@ class _RawOutputs:
 
 def model_key(embedder: Embedder) -> str:
     """Identifies the weights as well as the name (a retrained checkpoint never reuses stale embeddings)."""
-    parts = [embedder.name, str(embedder.dim), str(embedder.window_seconds), "vocal-windows-v2"]
+    parts = [embedder.name, str(embedder.dim), str(embedder.window_seconds), "vocal-windows-v3"]
     if reads_raw(embedder):
         parts.append("raw-norms")
     model = getattr(embedder, "model", None)
     if model is not None:
         h = hashlib.sha1()
-        for t in list(model.state_dict().values())[:8]:
-            h.update(t.detach().cpu().numpy().tobytes()[:4096])
+        for t in model.state_dict().values():  # every weight: a fine-tune may leave the first layers frozen
+            h.update(t.detach().cpu().numpy().tobytes())
+        backend = getattr(embedder, "backend", None)
+        if backend is not None:
+            h.update(backend.transform.tobytes())
         parts.append(h.hexdigest()[:12])
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
@@ -87,7 +99,8 @@ def embed_files(
         f = _cache_file(folder, p, starts[i])
         if f is not None and f.is_file():
             z = np.load(f)
-            out[i] = Windows(z["starts"], z["emb"], norm=z["norm"] if "norm" in z else None)
+            out[i] = Windows(z["starts"], z["emb"], norm=z["norm"] if "norm" in z else None,
+                             track=z["track"] if "track" in z else None)
         else:
             todo.append(i)
     if todo:
@@ -100,11 +113,12 @@ def embed_files(
         if raw:
             norm = np.linalg.norm(emb, axis=1).astype(np.float32)
             emb = emb / np.maximum(norm[:, None], 1e-12)
-        out[i] = Windows(np.asarray(te.starts, np.float32), emb, te.error, norm)
+        out[i] = Windows(np.asarray(te.starts, np.float32), emb, te.error, norm, te.track)
         f = _cache_file(folder, paths[i], starts[i])
         if f is not None and te.error is None:
             tmp = f.with_name(f.name + ".tmp.npz")
-            np.savez(tmp, starts=out[i].starts, emb=out[i].emb, **({"norm": norm} if raw else {}))
+            extra = ({"norm": norm} if raw else {}) | ({"track": te.track} if te.track is not None else {})
+            np.savez(tmp, starts=out[i].starts, emb=out[i].emb, **extra)
             os.replace(tmp, f)
     return out  # type: ignore[return-value]
 

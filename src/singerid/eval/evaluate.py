@@ -1,10 +1,11 @@
 """The evaluate contract (GUIDE §5): enrolment list + query list → top-1 / top-5 and per-query predictions.
 
-Enrolment tracks define the singer set. Every query window is scored against every singer (nearest centroid or a
-classifier head on the frozen embeddings); a track's ranking is the majority vote of its windows (ties broken by
-summed scores, or arbitrarily with `topk_compat="reference"`, as in the paper's code). A query whose `singer` names
-several singers ("A|B") is right if any of them is predicted. Unreadable queries count as misses and are listed with
-their error.
+Enrolment tracks define the singer set. A query is scored against every singer (nearest centroid or a classifier head
+on the frozen embeddings) by its track-level embedding (`decision="track"`, the default: every 1.6-s partial of its
+voiced audio, Resemblyzer-style), or window by window with the majority vote of its 6-s windows (ties broken by summed
+scores, or arbitrarily with `topk_compat="reference"`, as in the paper's code) or their mean score. A query whose
+`singer` names several singers ("A|B") is right if any of them is predicted. Unreadable queries count as misses and
+are listed with their error.
 """
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ import pandas as pd
 
 from ..data.manifest import singers_of
 from ..embed import Embedder
-from .cache import Windows, embed_files, reads_raw
+from .cache import Windows, as_tracks, embed_files, reads_raw
 from .heads import CentroidClassifier, HeadConfig, train_head
 from .vote import TOPK_COMPAT, majority_vote, mean_score_ranking, truth_rank
 
 log = logging.getLogger(__name__)
 
 METHODS = ("centroid", "head")
-DECISIONS = ("vote", "mean")
+DECISIONS = ("track", "vote", "mean")  # track: the track-level embedding (all partials of the voiced audio)
 
 
 def fit_classifier(windows: list[Windows], labels: list[int], n_classes: int, method: str, seed: int = 0,
@@ -88,7 +89,7 @@ def embed_table(embedder: Embedder, tracks: pd.DataFrame, cache_dir=None, worker
 
 
 def evaluate(
-    enrol: pd.DataFrame, query: pd.DataFrame, embedder: Embedder, method: str = "centroid", decision: str = "vote",
+    enrol: pd.DataFrame, query: pd.DataFrame, embedder: Embedder, method: str = "centroid", decision: str = "track",
     cache_dir=None, workers: int = 2, seed: int = 0, k: int = 5, separator=None, auto: bool = True,
     topk_compat: str = "ours",
 ) -> dict:
@@ -98,7 +99,11 @@ def evaluate(
     if any(several):
         log.warning("%d enrolment row(s) naming several singers skipped: enrol each singer's own tracks", sum(several))
         enrol = enrol[~pd.Series(several, index=enrol.index)]
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {DECISIONS}")
     ew = embed_table(embedder, enrol, cache_dir, workers, separator, auto)
+    if decision == "track":
+        ew = as_tracks(ew)
     ok = [i for i, w in enumerate(ew) if not w.error and len(w.emb)]
     if len(ok) < len(ew):
         log.warning("%d enrolment file(s) unreadable and skipped", len(ew) - len(ok))
@@ -111,7 +116,9 @@ def evaluate(
                          HeadConfig(seed=seed, raw_input=reads_raw(embedder)), songs)
     qw = embed_table(embedder, query, cache_dir, workers, separator, auto)
     queries, top1, topk = [], 0, 0
-    ranked = rank_tracks(clf, qw, decision, topk_compat, seed)
+    if decision == "track":
+        qw = as_tracks(qw)
+    ranked = rank_tracks(clf, qw, "mean" if decision == "track" else decision, topk_compat, seed)
     for (path, singer), w, r in zip(query[["path", "singer"]].itertuples(index=False), qw, ranked):
         item = {"path": path, "singer": singer, "predicted": []}
         if r is None:

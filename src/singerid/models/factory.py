@@ -24,6 +24,7 @@ class ModelConfig:
     projector: list[int] = field(default_factory=lambda: [2048, 1024, 1024, 2048])
     projector_bias: bool = True  # bias of the projector's last Linear (reference: none)
     head_input: str = "l2"  # what an identification head reads: "l2" embeddings, or "raw" encoder outputs (reference)
+    pretrained: str | None = None  # encoder weights to start from (e.g. "voice": the GE2E of the Resemblyzer wheel)
     train: dict = field(default_factory=dict)
     description: str = ""
 
@@ -52,18 +53,28 @@ def get_config(name: str) -> ModelConfig:
     return ModelConfig.from_dict(json.loads(path.read_text()))
 
 
+ARCHITECTURES = ("ast", "ge2e")
+
+
 class SingerModel(nn.Module):
     """Front end + encoder + projector. wave [B, T] (mono) or [B, C, T] at 16 kHz → embedding [B, D] / projection
-    [B, P]."""
+    [B, P]. Architectures: `ast` (log-mel → Audio Spectrogram Transformer), `ge2e` (the LSTM speaker encoder over
+    1.6-s partials, its own mel front end inside)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        if cfg.architecture != "ast":
-            raise ValueError(f"unknown architecture {cfg.architecture!r}")
+        if cfg.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {cfg.architecture!r}; known: {', '.join(ARCHITECTURES)}")
         self.cfg = cfg
-        mel = MelConfig(**cfg.mel)
-        self.frontend = LogMel(mel)
-        self.encoder = ASTEncoder(n_mels=mel.n_mels, n_frames=mel.n_frames, **cfg.encoder)
+        if cfg.architecture == "ast":
+            mel = MelConfig(**cfg.mel)
+            self.frontend = LogMel(mel)
+            self.encoder = ASTEncoder(n_mels=mel.n_mels, n_frames=mel.n_frames, **cfg.encoder)
+        else:
+            from .ge2e import GE2EEncoder
+
+            self.frontend = nn.Identity()
+            self.encoder = GE2EEncoder(**cfg.encoder)
         if cfg.projector[0] != cfg.embed_dim:
             raise ValueError(f"projector input {cfg.projector[0]} != embed_dim {cfg.embed_dim}")
         if cfg.head_input not in ("l2", "raw"):
@@ -72,11 +83,7 @@ class SingerModel(nn.Module):
 
     @property
     def sample_rate(self) -> int:
-        return self.frontend.cfg.sample_rate
-
-    @property
-    def window_samples(self) -> int:
-        return self.frontend.cfg.n_frames * self.frontend.cfg.hop
+        return self.frontend.cfg.sample_rate if isinstance(self.frontend, LogMel) else 16000
 
     def encode(self, wave: Tensor) -> Tensor:
         """[B, T] → [B, D] raw embedding (the projector's input)."""
@@ -99,4 +106,9 @@ def create_model(name_or_cfg: str | ModelConfig | dict, seed: int | None = None)
         cfg = ModelConfig.from_dict(cfg)
     if seed is not None:
         torch.manual_seed(seed)
-    return SingerModel(cfg)
+    model = SingerModel(cfg)
+    if cfg.pretrained:
+        from .ge2e import pretrained_state
+
+        model.encoder.load_state_dict(pretrained_state(cfg.pretrained), strict=True)
+    return model

@@ -16,17 +16,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..cpu import single_thread_worker
 from ..data.manifest import load_tracks
 from ..data.pairs import PairBatches, build_sources, split_singers
-from ..cpu import single_thread_worker
 from ..losses import nt_xent
 from ..models import create_model, get_config, save_model
 from ..models.checkpoint import load_weights, write_json_atomic
 from . import dist
+from .recipe import fit_run_backend, instrumental_table, make_augmenter, param_groups
 from .state import load_train_state, train_state_writer
 
 log = logging.getLogger(__name__)
@@ -58,12 +60,24 @@ class TrainConfig:
     tensorboard: bool = False
     separate: str = "none"  # vocal/hybrid modes: separate mixtures that have no vocals_path (cached on disk)
     mix_instrumentals: bool = False  # mixture/hybrid modes: mix vocal stems onto the table's instrumentals on the fly
+    # None below: the preset's train section, else the paper's setting
+    clones: bool | None = None  # kind=cloned rows as positives of the singer they imitate (paper: off)
+    augment: tuple[str, ...] | None = None  # augmentation names (singerid.augment), () for none (paper: none)
+    augment_prob: float | None = None
+    instrumentals: str | None = None  # table or folder of instrumentals for remix / --mix-instrumentals (default: the table's)
+    freeze: tuple[str, ...] | None = None  # fnmatch patterns of parameter names kept frozen, e.g. "encoder.lstm.*_l0"
+    encoder_lr: float | None = None  # learning rate of encoder.* parameters (default: lr)
+    scoring: str | None = None  # scoring backend fitted on the training table at the end: wccn | lda | center | none
+    seconds: float | None = None  # length of a training view (default 6 s, the paper's segment)
 
     def resolved(self) -> "TrainConfig":
-        """Fill the None training settings from the model preset."""
+        """Fill the None training settings from the model preset, then the paper's defaults."""
         preset = _model_config(self.model).train
         fills = {k: preset[k] for k in preset if getattr(self, k, 0) is None}
-        return dataclasses.replace(self, **fills)
+        cfg = dataclasses.replace(self, **fills)
+        paper = {"clones": False, "augment": (), "augment_prob": 0.5, "freeze": (), "scoring": "none", "seconds": 6.0}
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in paper.items() if getattr(cfg, k) is None})
+        return dataclasses.replace(cfg, augment=tuple(cfg.augment), freeze=tuple(cfg.freeze))
 
 
 def _model_config(model: str):
@@ -135,16 +149,20 @@ def train(cfg: TrainConfig) -> Path:
         dist.barrier(ctx)
         if not ctx.is_main:
             tracks = ensure_vocal_stems(tracks, sep, home() / "stems" / sep.name)  # all cached by rank 0 now
-    sources = build_sources(tracks, cfg.mode, cfg.mix_instrumentals)
+    insts = instrumental_table(cfg.instrumentals, tracks)
+    sources = build_sources(pd.concat([tracks[tracks["stem"] != "instrumental"], insts]), cfg.mode,
+                            cfg.mix_instrumentals, cfg.clones)
     train_s, val_s = split_singers(list(sources), tracks, cfg.val_fraction, cfg.seed)
     log.info("%s mode: %d training singers, %d validation singers", cfg.mode, len(train_s), len(val_s))
     mcfg = _model_config(cfg.model)
     model = create_model(mcfg, seed=cfg.seed).to(ctx.device)
     sr = model.sample_rate
     total_steps = cfg.max_epochs * cfg.epoch_steps
-    train_ds = PairBatches(sources, train_s, cfg.mode, cfg.batch_pairs, cfg.seed, total_steps, ctx.rank, ctx.world, sample_rate=sr)
-    val_ds = PairBatches(sources, val_s, cfg.mode, cfg.batch_pairs, cfg.seed + 1_000_003, cfg.val_steps, ctx.rank, ctx.world, sample_rate=sr)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    train_ds = PairBatches(sources, train_s, cfg.mode, cfg.batch_pairs, cfg.seed, total_steps, ctx.rank, ctx.world,
+                           cfg.seconds, sr, augment=make_augmenter(cfg, insts))
+    val_ds = PairBatches(sources, val_s, cfg.mode, cfg.batch_pairs, cfg.seed + 1_000_003, cfg.val_steps, ctx.rank,
+                         ctx.world, cfg.seconds, sr)
+    opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience)
     counters = {"step": 0, "epoch": 0, "best_val": float("inf"), "bad_epochs": 0}
     if cfg.resume and (out / "latest.json").exists():
@@ -202,6 +220,8 @@ def train(cfg: TrainConfig) -> Path:
     bar.close()
     if saved_at != step or not (out / "latest.json").exists():
         checkpoint()
+    if ctx.is_main and cfg.scoring != "none":
+        fit_run_backend(out, tracks, cfg.scoring, cfg.clones)
     dist.barrier(ctx)
     dist.cleanup(ctx)
     return out

@@ -1,0 +1,157 @@
+"""Leave-singers-out folds on the dev set: every figure comes from singers the model did not train on.
+
+The 32 real singers are dealt into K folds (stratified by corpus, seeded). For fold k, a training table holds every
+row of the other singers (a clone goes with its target singer and is dropped when its source singer is held out; the
+dev instrumentals, which P3 mixes with, are left out: training remixes onto ../shared/data/instrumentals-train).
+Each system is then scored on the standard protocols (make_protocols.py): the enrolment list as it is (all 32
+singers: the closed set of the protocol), the queries of fold k's held-out singers only. Pooled over the folds, every
+query is scored once, by a model that never heard its singer.
+
+Systems: `voice` (the pretrained encoder), `scoring` (pretrained + a WCCN backend fitted on the fold's training
+table), `adapted` (`singerid train --config voice --mode vocal` on the fold's table: the recipe), and the peer
+(Resemblyzer's own embed_utterance, from benchmarks/peer_resemblyzer.py's --json), plus any `--extra NAME=ARGS`.
+
+    python benchmarks/dev_folds.py --proto /tmp/proto --out /tmp/folds [--peer /tmp/peer.json] [--systems voice scoring adapted]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+PROTOCOLS = ("P1a", "P1b", "P2", "P3")
+
+
+def folds_of(tracks: pd.DataFrame, k: int, seed: int = 0) -> list[list[str]]:
+    """Real singers dealt round-robin into k folds, corpus by corpus, in a seeded order."""
+    real = tracks[(tracks["kind"] == "real") & tracks["stem"].isin(["vocals", "speech"])]
+    rng = np.random.default_rng(seed)
+    out: list[list[str]] = [[] for _ in range(k)]
+    i = 0
+    for _, g in sorted(real.groupby(real.get("corpus", pd.Series("", index=real.index)).fillna("")), key=lambda kv: kv[0]):
+        for s in rng.permutation(sorted(g["singer"].unique())):
+            out[i % k].append(str(s))
+            i += 1
+    return out
+
+
+def training_table(tracks: pd.DataFrame, held: list[str], out: Path) -> Path:
+    keep = ~tracks["singer"].isin(held) & (tracks["stem"] != "instrumental")
+    if "source_singer" in tracks:
+        keep &= ~tracks["source_singer"].isin(held)
+    path = out / "train.csv"
+    tracks[keep].drop(columns=["vocal_segs"]).to_csv(path, index=False)
+    return path
+
+
+def score(embedder, proto: Path, held: list[str], separator, cache: str) -> dict[str, dict]:
+    from singerid.eval.evaluate import evaluate
+
+    res = {}
+    for p in PROTOCOLS:
+        enrol, query = pd.read_csv(proto / f"{p}_enrol.csv"), pd.read_csv(proto / f"{p}_query.csv")
+        query = query[query["singer"].isin(held)]
+        r = evaluate(enrol, query, embedder, "centroid", "track", cache, workers=2, separator=separator)
+        res[p] = {"top1": r["top1"], "top5": r["top5"], "n": r["n"],
+                  "hits": [q["predicted"][0][0] == q["singer"] if q["predicted"] else False for q in r["queries"]]}
+    return res
+
+
+def peer_scores(peer: dict, held: list[str]) -> dict[str, dict]:
+    res = {}
+    for p in PROTOCOLS:
+        qs = [q for q in peer[p]["queries"] if q["singer"] in held]
+        hits = [q["top5"][0] == q["singer"] for q in qs]
+        res[p] = {"top1": float(np.mean(hits)), "top5": float(np.mean([q["singer"] in q["top5"] for q in qs])),
+                  "n": len(qs), "hits": hits}
+    return res
+
+
+def table(results: dict) -> str:
+    lines = ["| system | " + " | ".join(f"{p} top-1 (mean ± std over folds; pooled)" for p in PROTOCOLS) + " |",
+             "|---" * (len(PROTOCOLS) + 1) + "|"]
+    for system, folds in results.items():
+        cells = []
+        for p in PROTOCOLS:
+            per = [100 * f[p]["top1"] for f in folds if f[p]["n"]]
+            pooled = 100 * np.mean([h for f in folds for h in f[p]["hits"]])
+            cells.append(f"{np.mean(per):.1f} ± {np.std(per):.1f}; {pooled:.1f}")
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(ROOT / "singing-dev" / "tracks.csv"))
+    ap.add_argument("--instrumentals", default=str(ROOT / "instrumentals-train" / "tracks.csv"))
+    ap.add_argument("--proto", required=True, help="folder written by make_protocols.py")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--only", type=int, nargs="*", help="run these folds only")
+    ap.add_argument("--systems", nargs="*", default=["voice", "scoring", "adapted"],
+                    help="systems to (re)score; none: only add the peer and print the table")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=ARGS",
+                    help="another trained system: extra `singerid train` arguments, e.g. 'lr3=--lr 0.003'")
+    ap.add_argument("--peer", help="JSON from benchmarks/peer_resemblyzer.py --json")
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from singerid import cpu
+    from singerid.cli import main as cli
+    from singerid.data.manifest import load_tracks
+    from singerid.embed import load_embedder
+    from singerid.separation import load_separator
+    from singerid.weights import home
+
+    cpu.configure()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tracks = load_tracks(a.data)
+    folds = folds_of(tracks, a.folds)
+    sep = load_separator("spleeter", "cpu", home() / "separated")
+    cache = str(home() / "embeddings")
+    extra = dict(e.split("=", 1) for e in a.extra)
+    results_file = out / "results.json"
+    results: dict = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    for k, held in enumerate(folds):
+        if a.only and k not in a.only:
+            continue
+        fold = out / f"fold{k}"
+        fold.mkdir(exist_ok=True)
+        train_csv = training_table(tracks, held, fold)
+        print(f"fold {k}: {len(held)} held-out singers: {', '.join(held)}", flush=True)
+        for system in a.systems + list(extra):
+            t0 = time.time()
+            if system == "voice":
+                emb = load_embedder("voice")
+            elif system == "scoring":
+                cli(["fit-scoring", "--manifest", str(train_csv), "--out", str(fold / "scoring")])
+                emb = load_embedder(checkpoint=str(fold / "scoring"))
+            else:
+                run = fold / system
+                if not (run / "latest.json").exists():
+                    cli(["train", "--manifest", str(train_csv), "--config", "voice", "--mode", "vocal", "--out", str(run),
+                         "--instrumentals", a.instrumentals] + shlex.split(extra.get(system, "")))
+                emb = load_embedder(checkpoint=str(run))
+            r = score(emb, Path(a.proto), held, sep, cache)
+            results.setdefault(system, {})[str(k)] = r
+            results_file.write_text(json.dumps(results))
+            print(f"  {system:10s} " + "  ".join(f"{p} {100 * r[p]['top1']:5.1f}" for p in PROTOCOLS)
+                  + f"  ({time.time() - t0:.0f} s)", flush=True)
+        if a.peer and Path(a.peer).is_file():
+            results.setdefault("resemblyzer", {})[str(k)] = peer_scores(json.loads(Path(a.peer).read_text()), held)
+            results_file.write_text(json.dumps(results))
+    done = {s: [f for _, f in sorted(v.items())] for s, v in results.items()}
+    md = table(done)
+    (out / "table.md").write_text(md + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""A learned scoring backend on frozen embeddings: centering, then within-class covariance normalisation (WCCN) or
+LDA, then L2 normalisation. Fitted on labelled embeddings of a training table (real tracks and known clones, a clone
+labelled with the singer it imitates, so directions where clones differ from the real voice are damped), and stored
+in a checkpoint beside the model (`backend.safetensors` + its entry in config.json).
+
+    x [N, D] → normalise((x - mean) @ transform) [N, d]
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+log = logging.getLogger(__name__)
+
+KINDS = ("center", "wccn", "lda")
+FILE = "backend.safetensors"
+
+
+@dataclass
+class BackendConfig:
+    kind: str = "wccn"
+    shrink: float = 0.3  # WCCN/LDA: within-class covariance shrunk towards its mean variance (small data)
+    dim: int | None = None  # LDA output dimension (default: classes - 1, at most D)
+
+
+class ScoringBackend:
+    def __init__(self, mean: np.ndarray, transform: np.ndarray, info: dict):
+        self.mean = mean.astype(np.float32)  # [D]
+        self.transform = transform.astype(np.float32)  # [D, d]
+        self.info = info
+
+    @property
+    def dim(self) -> int:
+        return int(self.transform.shape[1])
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """[N, D] → [N, d], L2-normalised."""
+        y = (np.asarray(x, np.float32) - self.mean) @ self.transform
+        return (y / np.maximum(np.linalg.norm(y, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, labels: np.ndarray, cfg: BackendConfig = BackendConfig()) -> "ScoringBackend":
+        """x [N, D] L2-normalised embeddings, labels [N] (singer per row) → a fitted backend."""
+        if cfg.kind not in KINDS:
+            raise ValueError(f"backend kind must be one of {KINDS}, got {cfg.kind!r}")
+        x = np.asarray(x, np.float64)
+        labels = np.asarray(labels)
+        classes = np.unique(labels)
+        if len(classes) < 2:
+            raise ValueError(f"a scoring backend needs at least 2 singers, have {len(classes)}")
+        mean = x.mean(axis=0)
+        d = x.shape[1]
+        info = {"kind": cfg.kind, "shrink": cfg.shrink, "n": int(len(x)), "classes": int(len(classes))}
+        if cfg.kind == "center":
+            return cls(mean, np.eye(d), info)
+        within = _within_covariance(x, labels, classes, cfg.shrink)
+        if cfg.kind == "wccn":
+            vals, vecs = np.linalg.eigh(within)
+            return cls(mean, vecs / np.sqrt(np.maximum(vals, 1e-10)), info)
+        centroids = np.stack([x[labels == c].mean(axis=0) for c in classes]) - mean
+        between = centroids.T @ centroids / len(classes)
+        w_vals, w_vecs = np.linalg.eigh(within)
+        white = w_vecs / np.sqrt(np.maximum(w_vals, 1e-10))  # within-class whitening, then the between-class axes
+        b_vals, b_vecs = np.linalg.eigh(white.T @ between @ white)
+        k = min(cfg.dim or len(classes) - 1, d)
+        info["dim"] = k
+        return cls(mean, white @ b_vecs[:, ::-1][:, :k], info)
+
+    def save(self, folder: str | os.PathLike) -> None:
+        """Write backend.safetensors into a checkpoint folder and record it in its config.json."""
+        folder = Path(folder)
+        save_file({"mean": self.mean, "transform": self.transform}, str(folder / FILE))
+        cfg = folder / "config.json"
+        if cfg.is_file():
+            meta = json.loads(cfg.read_text())
+            meta["backend"] = self.info
+            tmp = cfg.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(meta, indent=2))
+            os.replace(tmp, cfg)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "ScoringBackend | None":
+        """The backend stored in a checkpoint folder, or None."""
+        folder = Path(folder)
+        if not (folder / FILE).is_file():
+            return None
+        t = load_file(str(folder / FILE))
+        info = json.loads((folder / "config.json").read_text()).get("backend", {}) if (folder / "config.json").is_file() else {}
+        return cls(t["mean"], t["transform"], info)
+
+
+def _within_covariance(x: np.ndarray, labels: np.ndarray, classes: np.ndarray, shrink: float) -> np.ndarray:
+    """[D, D] mean within-class covariance, shrunk towards (its mean variance) × I."""
+    d = x.shape[1]
+    within = np.zeros((d, d))
+    for c in classes:
+        xc = x[labels == c]
+        xc = xc - xc.mean(axis=0)
+        within += xc.T @ xc / max(len(xc), 1)
+    within /= len(classes)
+    return (1 - shrink) * within + shrink * np.trace(within) / d * np.eye(d)

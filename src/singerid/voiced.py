@@ -1,0 +1,91 @@
+"""The vocal audio of a track, the stage between decoding and the encoder:
+
+    16 kHz wave ──[separate only what is needed]──▶ vocal stem ──vocal activity──▶ 6-s vocal windows + voiced audio
+
+`track_audio` gives the 6-s windows (per-window evidence, heads) and the voiced audio (long silences trimmed) that a
+track-level embedding reads, Resemblyzer-style. A long track is not separated whole: at most `budget` windows spread
+over it are separated, each with a little context (`Separator.separate_windows`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .audio import WINDOW_SECONDS, cut_windows, load_audio, peak_normalise, window_starts
+from .vad import trim_silences, vocal_windows, window_activity
+
+MAX_WINDOWS = 10  # window budget per track: at most this many 6-s windows, spread over it (60 s of voice)
+
+
+@dataclass
+class TrackAudio:
+    starts: list[float]  # window starts, s
+    windows: np.ndarray  # [N, seconds * sr] peak-normalised 6-s windows
+    voiced: np.ndarray  # [T'] the vocal audio the track embedding reads (long silences trimmed, peak-normalised)
+
+
+def spread(starts: list[float], budget: int | None) -> list[float]:
+    """At most `budget` of `starts`, evenly spread over them (all of them when they fit)."""
+    if budget is None or len(starts) <= budget:
+        return list(starts)
+    return [starts[int(i)] for i in np.unique(np.linspace(0, len(starts) - 1, budget).round().astype(int))]
+
+
+def separated_vocal_windows(wave: np.ndarray, separator, seconds: float = WINDOW_SECONDS,
+                            budget: int | None = MAX_WINDOWS, sample_rate: int = 16000) -> tuple[list[float], np.ndarray]:
+    """Mixture [T] of a track longer than the budget → (starts, vocal-stem windows [N, seconds * sr]) of up to `budget`
+    windows with vocals. Windows spread over the track are separated alone (with context), judged by vocal energy,
+    and further spread windows are separated in rounds until half the budget has vocals or twice the budget was
+    separated."""
+    peak = float(np.abs(wave).max())
+    remaining, tried, kept = window_starts(len(wave) / sample_rate, seconds), [], []  # kept: (start, vocals window)
+    ratios: list[tuple[float, float, np.ndarray]] = []
+    while remaining and len(kept) < (budget + 1) // 2 and len(tried) < 2 * budget:
+        pick = spread(remaining, min(budget - len(kept), 2 * budget - len(tried)))
+        voc = separator.separate_windows(wave, pick, seconds)
+        flags, ratio = window_activity(voc, cut_windows(wave, pick, seconds, sample_rate), peak)
+        kept += [(s, v) for s, v, f in zip(pick, voc, flags) if f]
+        ratios += list(zip(ratio, pick, voc))
+        tried += pick
+        remaining = [s for s in remaining if s not in set(pick)]
+    if not kept:  # at least the most vocal window, so every track yields one
+        _, s, v = max(ratios, key=lambda r: r[0])
+        kept = [(s, v)]
+    kept.sort(key=lambda sv: sv[0])
+    return [s for s, _ in kept], np.stack([v for _, v in kept])
+
+
+def track_audio(
+    wave: np.ndarray, seconds: float = WINDOW_SECONDS, starts: list[float] | None = None, separator=None,
+    vocal_only: bool = True, sample_rate: int = 16000, budget: int | None = MAX_WINDOWS,
+) -> TrackAudio:
+    """16 kHz wave → its vocal windows (N ≤ `budget`; None: no budget) and voiced audio.
+
+    With a separator the audio comes from the separated vocal stem (only the windows used are separated when the
+    track is longer than the budget). Unless `starts` are given (e.g. the table's `vocal_segs`, all kept), only
+    windows with vocal activity are kept (at least one). The voiced audio is the whole stem with long silences
+    trimmed, or, where only some windows were chosen, those windows end to end."""
+    duration = len(wave) / sample_rate
+    whole = budget is None or len(window_starts(duration, seconds)) <= budget
+    if starts:
+        starts = [s for s in starts if s < duration] or [0.0]
+        windows = (separator.separate_windows(wave, starts, seconds) if separator is not None
+                   else cut_windows(wave, starts, seconds, sample_rate))
+        voiced = windows.reshape(-1)
+    elif separator is not None and not whole:
+        starts, windows = separated_vocal_windows(wave, separator, seconds, budget, sample_rate)
+        voiced = windows.reshape(-1)
+    else:
+        mixture, stem = (wave, separator.separate(wave)["vocals"]) if separator is not None else (None, wave)
+        found = vocal_windows(stem, mixture, seconds) if vocal_only else window_starts(duration, seconds)
+        starts = spread(found, budget)
+        windows = cut_windows(stem, starts, seconds, sample_rate)
+        voiced = stem if whole else windows.reshape(-1)
+    return TrackAudio(list(starts), peak_normalise(windows), peak_normalise(trim_silences(voiced, sample_rate)))
+
+
+def file_audio(path: str, sample_rate: int = 16000, seconds: float = WINDOW_SECONDS, starts: list[float] | None = None,
+               separator=None, vocal_only: bool = True, budget: int | None = MAX_WINDOWS) -> TrackAudio:
+    """Decode a file → `track_audio` of it."""
+    return track_audio(load_audio(path, sample_rate), seconds, starts, separator, vocal_only, sample_rate, budget)

@@ -1,0 +1,129 @@
+"""The `voice` preset: Resemblyzer's pretrained GE2E as a trainable model (weights from the Resemblyzer wheel via
+`singerid fetch-weights`), its track-level embedding, and the learned scoring backend."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from singerid.models.ge2e import N_MELS, partial_starts, slaney_mel_filterbank
+from singerid.weights import WeightsMissing, locate
+
+
+def _need_voice():
+    try:
+        locate("voice")
+    except WeightsMissing:
+        pytest.skip("voice weights not fetched (singerid fetch-weights)")
+
+
+def test_slaney_filterbank_and_partials():
+    fb = slaney_mel_filterbank()
+    assert fb.shape == (N_MELS, 201) and (fb >= 0).all()
+    assert (fb.sum(axis=1) > 0).all()
+    assert partial_starts(96000) == [0, 77, 154, 231, 308, 385, 462]  # 6 s → 7 partials of 1.6 s
+
+
+def test_missing_weights_give_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("SINGERID_HOME", str(tmp_path))
+    monkeypatch.setattr("singerid.weights._installed_files", lambda name: None)
+    with pytest.raises(WeightsMissing, match="singerid fetch-weights"):
+        locate("voice")
+
+
+def test_voice_preset_loads_the_pretrained_encoder_and_equals_the_backend():
+    """The preset's encoder holds the wheel's GE2E weights, its untrained embedding is the `voice` backend's, and one
+    partial computed by hand from the raw checkpoint (torch.nn.LSTM, Resemblyzer's recipe) gives the same vector."""
+    _need_voice()
+    from singerid.embed import load_embedder
+    from singerid.models import create_model
+
+    raw = torch.load(locate("voice") / "pretrained.pt", map_location="cpu", weights_only=True)["model_state"]
+    model = create_model("voice").eval()
+    for k, v in model.encoder.state_dict().items():
+        torch.testing.assert_close(v, raw[k])
+    rng = np.random.default_rng(0)
+    wave = (0.1 * rng.standard_normal((2, 96000))).astype(np.float32)
+    backend = load_embedder("voice")
+    with torch.no_grad():
+        np.testing.assert_allclose(backend.embed_windows(wave), model.embed(torch.from_numpy(wave)).numpy(), atol=1e-6)
+        # by hand: mel of the first 1.6 s (the wave raised to -30 dBFS), LSTM, ReLU(Linear), L2
+        x = torch.from_numpy(wave[:1])
+        x = x * torch.clamp(10 ** (-30 / 20) / x.square().mean().sqrt(), min=1.0)
+        spec = torch.stft(x, 400, 160, window=torch.hann_window(400), center=True, pad_mode="constant", return_complex=True)
+        mel = (torch.from_numpy(slaney_mel_filterbank()) @ spec.abs() ** 2).transpose(1, 2)[:, :160]
+        lstm = torch.nn.LSTM(40, 256, 3, batch_first=True)
+        lstm.load_state_dict({k[5:]: v for k, v in raw.items() if k.startswith("lstm.")})
+        _, (h, _) = lstm(mel)
+        by_hand = torch.nn.functional.normalize(torch.relu(h[-1] @ raw["linear.weight"].T + raw["linear.bias"]), dim=-1)
+        torch.testing.assert_close(model.encoder.partials(x)[:, 0], by_hand, atol=1e-5, rtol=1e-4)
+
+
+def test_track_embedding_averages_every_partial():
+    """A 6-s wave's track embedding is its window embedding; a 20-s one is the mean of all its partials."""
+    _need_voice()
+    from singerid.embed import load_embedder
+
+    emb = load_embedder("voice")
+    rng = np.random.default_rng(1)
+    wave = (0.1 * rng.standard_normal(96000)).astype(np.float32)
+    np.testing.assert_allclose(emb.embed_track(wave), emb.embed_windows(wave[None])[0], atol=1e-5)
+    long = (0.1 * rng.standard_normal(320000)).astype(np.float32)
+    with torch.no_grad():
+        parts = emb.model.encoder.partials(torch.from_numpy(long)[None])[0]
+    want = torch.nn.functional.normalize(parts.mean(dim=0), dim=0).numpy()
+    np.testing.assert_allclose(emb.embed_track(long), want, atol=1e-5)
+
+
+def test_voice_backend_tells_synthetic_singers_apart(synth_catalogue):
+    _need_voice()
+    import pandas as pd
+
+    from singerid.embed import load_embedder
+    from singerid.voiced import file_audio
+
+    emb = load_embedder("voice")
+    t = pd.read_csv(synth_catalogue)
+    vecs = np.stack([emb.embed_track(file_audio(str(synth_catalogue.parent / p)).voiced) for p in t["vocals_path"]])
+    assert vecs.shape == (len(t), 256)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+    sim = vecs @ vecs.T
+    s = t["singer"].to_numpy()
+    same = (s[:, None] == s[None]) & ~np.eye(len(s), dtype=bool)
+    assert sim[same].mean() > sim[s[:, None] != s[None]].mean() + 0.02
+
+
+def test_unknown_backend_names_the_known_ones():
+    from singerid.embed import load_embedder
+
+    with pytest.raises(ValueError, match="voice"):
+        load_embedder("tiny")  # a preset without pretrained weights is not a backend
+
+
+def test_scoring_backend_whitens_within_singer_spread_and_round_trips(tmp_path):
+    """WCCN: a direction that varies only within singers (e.g. real vs cloned) is damped; the fitted backend is saved
+    into a checkpoint folder and loaded back identical."""
+    from singerid.models import create_model, save_model
+    from singerid.models.backend import BackendConfig, ScoringBackend
+
+    rng = np.random.default_rng(2)
+    centres = rng.standard_normal((6, 8))
+    labels = np.repeat(np.arange(6), 20)
+    x = centres[labels] + 0.1 * rng.standard_normal((120, 8))
+    x[:, 0] += 3.0 * rng.choice([-1.0, 1.0], size=120)  # a nuisance axis, within every singer
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    for kind in ("wccn", "lda"):
+        b = ScoringBackend.fit(x, labels, BackendConfig(kind=kind, shrink=0.05))
+        y = b.apply(x)
+        np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1, atol=1e-5)
+        same = labels[:, None] == labels[None]
+        gap_after = (y @ y.T)[same].mean() - (y @ y.T)[~same].mean()
+        gap_before = (x @ x.T)[same].mean() - (x @ x.T)[~same].mean()
+        assert gap_after > gap_before + 0.1, (kind, gap_before, gap_after)
+    folder = save_model(tmp_path / "ckpt", create_model("tiny"))
+    b.save(folder)
+    back = ScoringBackend.load(folder)
+    np.testing.assert_array_equal(back.apply(x), b.apply(x))
+    assert back.info["kind"] == "lda"
+    with pytest.raises(ValueError, match="2 singers"):
+        ScoringBackend.fit(x[:5], np.zeros(5))
