@@ -49,8 +49,9 @@ def test_enrol_identify_and_unknown(world, tmp_path, capsys):
         right += res["candidates"][0]["singer"] == r["singer"]
         assert res["caveat"] and res["windows"] and res["nearest_tracks"]
     assert right >= 5  # of 6 held-out songs
-    unknown = [cat.identify(p)["decision"] for p in t[t["singer"] == "singer06"]["path"]]
-    assert unknown.count("unknown") >= 3, unknown  # a voice nobody enrolled: mostly rejected
+    unknown = [(r["decision"], r["tier"]) for r in map(cat.identify, t[t["singer"] == "singer06"]["path"])]
+    # a voice nobody enrolled: mostly not a `match` (1 % false acceptance); `possible` (10 %) may name a neighbour
+    assert sum(tier == "match" for _, tier in unknown) <= 2, unknown
     capsys.readouterr()
     assert main(["identify", held["path"].iloc[0], "--catalogue", str(tmp_path / "cat"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

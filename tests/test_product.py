@@ -103,7 +103,7 @@ def test_known_clones_never_count_as_the_real_voice(world, tmp_path):
     assert names == sorted(set(t["singer"])) and clone_names == ["singer00"]
     real = {s: n for s, n in cat.store.db.execute("SELECT singer, COUNT(*) FROM tracks WHERE kind='real' GROUP BY singer")}
     assert real["singer00"] == (t["singer"] == "singer00").sum()
-    assert len(cat.store.windows_of_all("real")) == len(t)  # calibration sees real voices only
+    assert len(cat.store.track_vectors("real")) == len(t)  # calibration sees real voices only
     r = cat.identify(clones["path"].iloc[0])
     assert "imitation" in r and all(n["kind"] in ("real", "cloned") for n in r["nearest_tracks"])
 

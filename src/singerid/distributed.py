@@ -43,13 +43,15 @@ class _EmbedBatch:
                 audio = file_audio(r["path"], self.embedder.sample_rate, self.embedder.window_seconds,
                                    list(segs) if isinstance(segs, (list, tuple, np.ndarray)) and len(segs) else None, sep)
             except AudioError as e:
+                zero = np.zeros(self.embedder.dim, np.float32)
                 rows.append({"path": r["path"], "singer": r["singer"], "song": r["song"], "start": -1.0,
-                             "embedding": np.zeros(self.embedder.dim, np.float32), "error": str(e)})
+                             "embedding": zero, "track": zero, "error": str(e)})
                 continue
+            track = self.embedder.embed_track(audio.voiced).astype(np.float32)
             for s, e in zip(audio.starts, self.embedder.embed_windows(audio.windows)):
                 rows.append({"path": r["path"], "singer": r["singer"], "song": r["song"], "start": float(s),
-                             "embedding": e.astype(np.float32), "error": ""})
-        return pd.DataFrame(rows, columns=["path", "singer", "song", "start", "embedding", "error"])
+                             "embedding": e.astype(np.float32), "track": track, "error": ""})
+        return pd.DataFrame(rows, columns=["path", "singer", "song", "start", "embedding", "track", "error"])
 
 
 def ray_embed(tracks: pd.DataFrame, out_dir: str | os.PathLike, backend: str | None = None,
@@ -80,5 +82,7 @@ def read_shards(out_dir: str | os.PathLike) -> pd.DataFrame:
     frames = [pd.read_parquet(f) for f in sorted(Path(out_dir).glob("*.parquet"))]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(df):
-        df["embedding"] = [np.asarray(e, np.float32) for e in df["embedding"]]
+        for col in ("embedding", "track"):
+            if col in df:
+                df[col] = [np.asarray(e, np.float32) for e in df[col]]
     return df

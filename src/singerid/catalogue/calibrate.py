@@ -1,4 +1,5 @@
-"""Calibration on the catalogue's own real tracks, leave-one-track-out (no re-embedding: stored windows are used).
+"""Calibration on the catalogue's own real tracks, leave-one-track-out (no re-embedding: the stored track-level
+embeddings, the vectors identification scores, are used).
 
 For each held-out track of a singer with ≥ 2 tracks: the genuine score is its score against its own singer's centroid
 computed without it; the impostor score is its best score against every other singer, i.e. what that voice would get

@@ -123,7 +123,7 @@ class Catalogue:
                     out["errors"].append(te.error)
                     continue
                 _, added = self.store.add_track(row["path"], row["singer"], str(row.get("song", row["path"])),
-                                                np.asarray(te.starts), te.embeddings, row["sha"], _kind(row))
+                                                np.asarray(te.starts), te.embeddings, row["sha"], _kind(row), te.track)
                 out["enrolled" if added else "skipped"] += 1
                 if on_track is not None:
                     on_track(row["path"], row["singer"])
@@ -156,8 +156,9 @@ class Catalogue:
                 out["skipped"] += 1
             else:
                 emb = np.stack(g["embedding"].to_list()).astype(np.float32)
+                track = np.asarray(g["track"].iloc[0], np.float32) if "track" in g else None
                 _, added = self.store.add_track(path, singer, str(g["song"].iloc[0]), g["start"].to_numpy(), emb,
-                                                file_sha(path), _kind(g.iloc[0]))
+                                                file_sha(path), _kind(g.iloc[0]), track)
                 out["enrolled" if added else "skipped"] += 1
         self._changed()
         if calibrate_after:
@@ -179,7 +180,7 @@ class Catalogue:
     def calibrate(self, far: float = 0.05) -> dict:
         """Decision tiers from the real tracks (leave-one-out); `far`: the verification threshold's target rate."""
         gen = self.store.generation()
-        cal = {**calibrate(self.store.windows_of_all("real"), far), "generation": gen}
+        cal = {**calibrate(self.store.track_vectors("real"), far), "generation": gen}
         self.store.set_meta(calibration=cal)
         return cal
 
@@ -245,14 +246,13 @@ class Catalogue:
         if not names:
             raise ValueError(f"{self.folder}: the catalogue is empty: enrol singers first")
         audio = track_audio(wave, self.embedder.window_seconds, None, self.separator)
-        starts, emb = audio.starts, self.embedder.embed_windows(audio.windows)  # [N, D]
+        starts, emb = audio.starts, self.embedder.embed_windows(audio.windows)  # [N, D] per-window evidence
+        track_emb = self.embedder.embed_track(audio.voiced)[None]  # [1, D] what is scored
         per_window = emb @ cents.T  # [N, S]
-        score = per_window.mean(axis=0)  # [S]
+        score = (track_emb @ cents.T)[0]  # [S] the track-level embedding against each singer's centroid
         votes = np.bincount(per_window.argmax(axis=1), minlength=len(names))
-        track_emb = emb.mean(axis=0, keepdims=True)
-        track_emb /= max(float(np.linalg.norm(track_emb)), 1e-12)
         clone_names, clone_cents = self.clone_centroids()
-        clone_score = (emb @ clone_cents.T).mean(axis=0) if clone_names else np.zeros(0)  # [C]
+        clone_score = (track_emb @ clone_cents.T)[0] if clone_names else np.zeros(0)  # [C]
         # ---- decision: from `score` alone (whatever computed it), calibrated tiers, one ordering ----
         cal = self.store.get_meta("calibration") or {}
         out = {"path": path, **self._decision(names, score, votes, top, cal)}

@@ -102,10 +102,11 @@ class Store:
 
     # tracks -------------------------------------------------------------------------------------------------
     def add_track(self, path: str, singer: str, song: str, starts: np.ndarray, windows: np.ndarray, sha: str = "",
-                  kind: str = "real") -> tuple[int, bool]:
-        """Commit one track (its windows [N, D] L2-normalised) in one transaction → (id, added). The same content
-        (sha) already enrolled for this singer is not added again: (its id, False)."""
-        emb = windows.mean(axis=0)
+                  kind: str = "real", track: np.ndarray | None = None) -> tuple[int, bool]:
+        """Commit one track (its windows [N, D] L2-normalised, and its track-level embedding [D], by default the
+        windows' mean) in one transaction → (id, added). The same content (sha) already enrolled for this singer is
+        not added again: (its id, False)."""
+        emb = windows.mean(axis=0) if track is None else track
         emb = (emb / max(float(np.linalg.norm(emb)), 1e-12)).astype(np.float32)
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")  # the duplicate check and the insert as one step across processes
@@ -150,12 +151,12 @@ class Store:
         emb = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), dim) if rows else np.zeros((0, dim), np.float32)
         return ids, emb, [r[2] for r in rows]
 
-    def windows_of_all(self, kind: str = "real") -> list[tuple[int, str, str, np.ndarray]]:
-        """[(id, singer, path, windows [N, D] float32)] of one kind of track, for calibration (real voices only)."""
+    def track_vectors(self, kind: str = "real") -> list[tuple[int, str, str, np.ndarray]]:
+        """[(id, singer, path, track embedding [1, D])] of one kind of track: what identification scores, for
+        calibration (real voices only)."""
         dim = int(self.get_meta("dim"))
-        q = "SELECT id, singer, path, n_windows, windows FROM tracks WHERE kind = ? ORDER BY id"
-        return [(i, s, p, np.frombuffer(w, np.float16).reshape(n, dim).astype(np.float32))
-                for i, s, p, n, w in self.db.execute(q, (kind,))]
+        q = "SELECT id, singer, path, emb FROM tracks WHERE kind = ? ORDER BY id"
+        return [(i, s, p, np.frombuffer(e, np.float32).reshape(1, dim)) for i, s, p, e in self.db.execute(q, (kind,))]
 
     def embeddings_of(self, ids: list[int]) -> dict[int, np.ndarray]:
         """Exact track embeddings by id (for re-ranking approximate search results)."""
