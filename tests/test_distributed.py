@@ -57,8 +57,8 @@ def test_enroll_with_ray_equals_local(ray_cluster, setup):
     assert a.store.count() == b.store.count() == 12
     def by_path(cat):
         ids, emb, _ = cat.store.track_embeddings()
-        info = cat.store.track_info([int(i) for i in ids])
-        return {info[int(i)][0]: e for i, e in zip(ids, emb)}
+        paths = dict(cat.store.db.execute("SELECT id, path FROM tracks"))
+        return {paths[int(i)]: e for i, e in zip(ids, emb)}
 
     pa, pb = by_path(a), by_path(b)
     assert set(pa) == set(pb)

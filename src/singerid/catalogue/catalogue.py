@@ -92,7 +92,6 @@ class Catalogue:
     def separator(self):
         if self._separator is None:
             from ..separation import load_separator, resolve_name
-            from ..weights import home
 
             name = resolve_name(self.store.get_meta("separate", "auto"))
             self.store.set_meta(separate=name)  # fixed once: enrolled and query windows must match

@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--clones", action=argparse.BooleanOptionalAction, default=True,
                    help="include kind=cloned rows, labelled with the singer they imitate (default: on)")
     g.add_argument("--workers", type=int, default=2, help="decoding workers (default: 2)")
-    g.add_argument("--device", default="cpu")
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: cpu)")
 
     r = sub.add_parser("train-vad", help="train the small vocal-activity classifier from a table's stems")
     r.add_argument("--manifest", required=True, help="tracks with vocals_path (and accompaniment_path) stems")

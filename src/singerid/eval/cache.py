@@ -48,10 +48,10 @@ class _RawOutputs:
         self.name, self.dim = embedder.name, embedder.dim
         self.sample_rate, self.window_seconds = embedder.sample_rate, embedder.window_seconds
 
-    @torch.inference_mode()
     def embed_track(self, voiced: np.ndarray) -> np.ndarray:
         return self.embedder.embed_track(voiced)
 
+    @torch.inference_mode()
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
         """[N, T] → [N, D] raw encoder outputs."""
         device = next(self.model.parameters()).device
