@@ -271,3 +271,20 @@ def test_window_budget_separates_only_what_it_needs(monkeypatch):
     assert len(audio.voiced) <= len(starts) * 6 * SR  # the voiced audio: the chosen windows only
     starts_all = track_audio(wave, 6.0, separator=sep, budget=None).starts
     assert calls == [n] and len(starts_all) >= 20
+
+
+def test_a_clean_vocal_is_not_replaced_by_its_separated_copy():
+    """Separation that removes almost nothing means the input was a vocal stem: the original audio is used."""
+    from singerid.voiced import track_audio, was_clean
+
+    rng = np.random.default_rng(5)
+    t = np.arange(SR * 8) / SR
+    voice = (sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((150, 300, 450), 1)) * 0.3).astype(np.float32)
+    noise = (0.5 * rng.standard_normal(SR * 8)).astype(np.float32)
+    sep = Separator("echo", _Echo(), chunk_seconds=100, overlap_seconds=2)  # "vocals" = the low band
+    assert was_clean(voice, sep.separate(voice)["vocals"])
+    assert not was_clean(voice + noise, sep.separate(voice + noise)["vocals"])
+    clean = track_audio(voice, 6.0, separator=sep)
+    np.testing.assert_allclose(clean.windows[0], voice[: 6 * SR] / np.abs(voice[: 6 * SR]).max(), atol=1e-6)
+    mixed = track_audio(voice + noise, 6.0, separator=sep)
+    assert not np.allclose(mixed.windows[0] * np.abs(voice + noise)[: 6 * SR].max(), (voice + noise)[: 6 * SR], atol=1e-3)
