@@ -63,7 +63,7 @@ def vocal_windows(vocals: np.ndarray, mixture: np.ndarray | None, seconds: float
     return keep or [starts[int(np.argmax(ratio))]]
 
 
-def trim_silences(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, frame: float = 0.03, floor_db: float = -35.0,
+def trim_silences(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, frame: float = 0.03, floor_db: float = -50.0,
                   smooth: int = 8, dilate: int = 3, min_keep: float = 1.6) -> np.ndarray:
     """[T] → [T'] with long silences cut out, as Resemblyzer does before embedding an utterance: 30-ms frames are
     voiced when within `floor_db` of the loud frames (95th percentile), the flags are smoothed over `smooth` frames

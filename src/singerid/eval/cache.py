@@ -62,7 +62,7 @@ class _RawOutputs:
 
 def model_key(embedder: Embedder) -> str:
     """Identifies the weights as well as the name (a retrained checkpoint never reuses stale embeddings)."""
-    parts = [embedder.name, str(embedder.dim), str(embedder.window_seconds), "vocal-windows-v4"]
+    parts = [embedder.name, str(embedder.dim), str(embedder.window_seconds), "vocal-windows-v5"]
     if reads_raw(embedder):
         parts.append("raw-norms")
     model = getattr(embedder, "model", None)
