@@ -148,3 +148,26 @@ def test_approximate_indexes_answer_with_exact_reranking(world, tmp_path, kind):
     a, b = cat.identify(q)["nearest_tracks"], flat.identify(q)["nearest_tracks"]
     assert [(x["singer"], x["song"]) for x in a] == [(x["singer"], x["song"]) for x in b]
     assert np.allclose([x["score"] for x in a], [x["score"] for x in b], atol=1e-3)
+
+
+def test_identify_keeps_no_copy_of_the_query(synth_catalogue, tmp_path, monkeypatch):
+    """Separated stems of a query are never written to disk (issue 12: an upload is not kept against expectation)."""
+    from singerid.weights import WeightsMissing, home, locate
+
+    try:
+        locate("voice"), locate("spleeter")
+    except WeightsMissing:
+        pytest.skip("weights not fetched (singerid fetch-weights)")
+    weights = home() / "weights"
+    monkeypatch.setenv("SINGERID_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "weights").symlink_to(weights)
+    t = pd.read_csv(synth_catalogue)
+    base = synth_catalogue.parent
+    enrol = pd.DataFrame({"path": [str(base / p) for p in t["path"][:8]], "singer": t["singer"][:8],
+                          "song": t["song"][:8], "stem": "mixture"})
+    cat = Catalogue.create(tmp_path / "cat", backend="voice", separate="spleeter")
+    cat.enroll(enrol, workers=0, progress=False)
+    r = cat.identify(str(base / t["path"].iloc[9]))
+    assert r["candidates"] and r["windows"]
+    assert not [p for p in (tmp_path / "home").rglob("*") if p.is_file() and "weights" not in p.parts]
