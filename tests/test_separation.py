@@ -110,18 +110,25 @@ def test_spleeter_chunked_equals_unchunked_with_random_weights():
     assert snr > 20, snr  # seams only where 512-frame segments differ
 
 
-def test_spleeter_separates_a_synthetic_mix(synth_catalogue):
+def _spleeter():
+    """The real Spleeter separator (skips when its weights are not fetched)."""
     try:
         locate("spleeter")
     except WeightsMissing:
         pytest.skip("spleeter weights not fetched (singerid fetch-weights)")
-    from singerid.audio import load_audio
     from singerid.separation import load_separator
 
+    return load_separator("spleeter")
+
+
+def test_spleeter_separates_a_synthetic_mix(synth_catalogue):
+    from singerid.audio import load_audio
+
+    sep = _spleeter()
     t = pd.read_csv(synth_catalogue)
     base = synth_catalogue.parent
     voc, acc = load_audio(base / t["vocals_path"][0]), load_audio(base / t["accompaniment_path"][0])
-    est = load_separator("spleeter").separate(voc + acc)["vocals"]
+    est = sep.separate(voc + acc)["vocals"]
     sdr = lambda ref, x: 10 * np.log10(np.sum(ref**2) / np.sum((ref - x) ** 2))
     assert sdr(voc, est) > sdr(voc, voc + acc) + 3
 
@@ -225,17 +232,12 @@ def test_region_separation_equals_full_separation_inside_the_windows():
 
 def test_region_separation_with_spleeter_matches_full_separation(synth_catalogue):
     """The real U-Net sees less context in a region than in the whole track: same stems within tolerance."""
-    try:
-        locate("spleeter")
-    except WeightsMissing:
-        pytest.skip("spleeter weights not fetched (singerid fetch-weights)")
     from singerid.audio import cut_windows, load_audio
-    from singerid.separation import load_separator
 
+    sep = _spleeter()
     t = pd.read_csv(synth_catalogue)
     base = synth_catalogue.parent
     mix = np.concatenate([load_audio(base / p) for p in t["path"][:4]])  # 28 s
-    sep = load_separator("spleeter")
     starts = [1.0, 14.0, 21.0]
     full = cut_windows(sep.separate(mix)["vocals"], starts, 6.0)
     part = sep.separate_windows(mix, starts, 6.0)
