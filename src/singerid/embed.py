@@ -90,9 +90,8 @@ class ModelEmbedder:
                      if i == 0 or len(x) - i >= 16000]  # a tail under 1 s is left out
             v = torch.cat(parts).mean(dim=0).float().cpu().numpy()
         else:
-            n = int(self.window_seconds * self.sample_rate)
             starts = window_starts(len(voiced) / self.sample_rate, self.window_seconds)
-            v = self.encoder_windows(cut_windows(voiced, starts, self.window_seconds, self.sample_rate)[:, :n]).mean(axis=0)
+            v = self.encoder_windows(cut_windows(voiced, starts, self.window_seconds, self.sample_rate)).mean(axis=0)
         return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
     def embed_track(self, voiced: np.ndarray) -> np.ndarray:
