@@ -11,7 +11,7 @@ import pytest
 
 from singerid.catalogue import Catalogue, eer, min_dcf
 from singerid.cli import main
-from singerid.testing import make_catalogue
+from singerid.testing import vocal_stems_table
 from singerid.train.loop import TrainConfig, train
 
 
@@ -19,10 +19,7 @@ from singerid.train.loop import TrainConfig, train
 def world(tmp_path_factory):
     """7 synthetic singers × 5 songs; a tiny Vocal model trained on singers 0-5 only; singer06 is never seen."""
     root = tmp_path_factory.mktemp("world")
-    table = make_catalogue(root / "data", n_singers=7, songs_per_singer=5, seconds=7.0, seed=11)
-    t = pd.read_csv(table)
-    t["path"] = [str(root / "data" / p) for p in t["vocals_path"]]
-    t["stem"], t["vocals_path"] = "vocals", ""
+    t = vocal_stems_table(root / "data", n_singers=7, songs_per_singer=5, seconds=7.0, seed=11)
     known = t[t["singer"] != "singer06"]
     known.to_csv(root / "known.csv", index=False)
     run = train(TrainConfig(manifest=str(root / "known.csv"), out=str(root / "run"), mode="vocal", max_steps=400,

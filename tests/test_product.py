@@ -19,14 +19,10 @@ from singerid.cli import main
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from singerid.models import create_model, save_model
-    from singerid.testing import make_catalogue
+    from singerid.testing import vocal_stems_table
 
     root = tmp_path_factory.mktemp("product")
-    table = make_catalogue(root / "data", n_singers=3, songs_per_singer=3, seconds=7.0, seed=5)
-    t = pd.read_csv(table)
-    t["path"] = [str(root / "data" / p) for p in t["vocals_path"]]
-    t["stem"] = "vocals"
-    t = t[["path", "singer", "song", "stem"]]
+    t = vocal_stems_table(root / "data", n_singers=3, songs_per_singer=3, seconds=7.0, seed=5)
     t.to_csv(root / "all.csv", index=False)
     return {"root": root, "t": t, "ckpt": str(save_model(root / "ck", create_model("tiny", seed=0)))}
 

@@ -142,3 +142,13 @@ def make_catalogue(
         w.writeheader()
         w.writerows(rows)
     return table
+
+
+def vocal_stems_table(out: str | Path, **kw):
+    """`make_catalogue(out, **kw)` read back as a pandas table of its vocal stems: path (absolute), singer, song,
+    stem=vocals."""
+    import pandas as pd
+
+    t = pd.read_csv(make_catalogue(out, **kw))
+    return pd.DataFrame({"path": [str(Path(out) / p) for p in t["vocals_path"]], "singer": t["singer"],
+                         "song": t["song"], "stem": "vocals"})
