@@ -168,3 +168,31 @@ def test_identify_keeps_no_copy_of_the_query(synth_catalogue, tmp_path, monkeypa
     r = cat.identify(str(base / t["path"].iloc[9]))
     assert r["candidates"] and r["windows"]
     assert not [p for p in (tmp_path / "home").rglob("*") if p.is_file() and "weights" not in p.parts]
+
+
+def test_catalogue_scores_with_the_backends_asnorm(world, tmp_path):
+    """A checkpoint whose scoring backend keeps an AS-norm cohort: identification ranks and decides on the backend's
+    normalised scores, and the catalogue's calibration is made on that same scale."""
+    from singerid.audio import load_audio
+    from singerid.catalogue.calibrate import decide
+    from singerid.voiced import track_audio
+
+    ckpt = tmp_path / "scored"
+    assert main(["fit-scoring", "--manifest", str(world["root"] / "known.csv"), "--checkpoint", world["run"],
+                 "--out", str(ckpt), "--asnorm-k", "3", "--separate", "none", "--workers", "0"]) == 0
+    assert main(["enroll", str(world["enrol"]), "--catalogue", str(tmp_path / "cat"), "--checkpoint", str(ckpt),
+                 "--separate", "none"]) == 0
+    cat = Catalogue.open(tmp_path / "cat")
+    backend = cat.embedder.backend
+    assert backend is not None and backend.cohort.shape[0] == 6 and backend.info["asnorm_k"] == 3
+    t = world["t"]
+    path = t[(t["singer"] == "singer01") & t["song"].str.endswith("song4")]["path"].iloc[0]
+    res = cat.identify(path)
+    names, cents = cat.centroids()
+    audio = track_audio(load_audio(path), cat.embedder.window_seconds)
+    expected = dict(zip(names, backend.score(cat.embedder.embed_track(audio.voiced)[None], cents)[0]))
+    for c in res["candidates"]:
+        assert c["score"] == pytest.approx(expected[c["singer"]], abs=1e-3)
+    assert res["candidates"][0]["singer"] == "singer01"
+    cal = cat.store.get_meta("calibration")
+    assert res["tier"] == decide(res["candidates"][0]["score"], cal)["tier"]

@@ -127,3 +127,86 @@ def test_scoring_backend_whitens_within_singer_spread_and_round_trips(tmp_path):
     assert back.info["kind"] == "lda"
     with pytest.raises(ValueError, match="2 singers"):
         ScoringBackend.fit(x[:5], np.zeros(5))
+
+
+def test_asnorm_corrects_a_hub_centroid_and_round_trips(tmp_path):
+    """AS-norm: an enrolled centroid close to the whole cohort (a hub: a voice like everybody's) wins raw cosines it
+    should not; normalised against the training singers' cohort, each query's own singer ranks first. The cohort
+    is fitted (each training singer's centroid) and kept in the checkpoint."""
+    from singerid.models import create_model, save_model
+    from singerid.models.backend import BackendConfig, ScoringBackend, _l2
+
+    rng = np.random.default_rng(3)
+    eye = np.eye(8)
+    cohort = _l2(eye[0] + 0.15 * rng.standard_normal((10, 8)))  # training singers share a common direction e0
+    backend = ScoringBackend(np.zeros(8), np.eye(8), {"asnorm_k": 5}, cohort)
+    hub = eye[0]
+    singers = _l2(0.5 * eye[0] + eye[1:5])  # [4, 8]
+    centroids = np.vstack([hub[None], singers])  # [5, 8]: 0 = the hub
+    queries = _l2(eye[0] + 0.5 * eye[1:5])  # query i: singer i, sung "like everybody"
+    cos = queries @ centroids.T
+    assert (cos.argmax(axis=1) == 0).all()  # raw cosine: the hub takes them all
+    normed = backend.score(queries, centroids)
+    np.testing.assert_array_equal(normed.argmax(axis=1), np.arange(1, 5))
+    mq = np.sort(queries @ cohort.T, axis=1)[:, -5:]
+    mc = np.sort(centroids @ cohort.T, axis=1)[:, -5:]
+    manual = 0.5 * ((cos - mq.mean(1)[:, None]) / mq.std(1)[:, None] + (cos - mc.mean(1)[None]) / mc.std(1)[None])
+    np.testing.assert_allclose(normed, manual, rtol=1e-4, atol=1e-4)
+
+    labels = np.repeat(np.arange(6), 10)
+    x = _l2(rng.standard_normal((6, 8))[labels] + 0.1 * rng.standard_normal((60, 8)))
+    fitted = ScoringBackend.fit(x, labels, BackendConfig(kind="wccn", asnorm_k=3))
+    y = fitted.apply(x)
+    np.testing.assert_allclose(fitted.cohort, _l2(np.stack([y[labels == c].mean(0) for c in range(6)])), atol=1e-5)
+    folder = save_model(tmp_path / "ckpt", create_model("tiny"))
+    fitted.save(folder)
+    back = ScoringBackend.load(folder)
+    np.testing.assert_allclose(back.score(y[:7], y[7:12]), fitted.score(y[:7], y[7:12]), rtol=1e-5)
+    assert back.info["asnorm_k"] == 3
+    plain = ScoringBackend.fit(x, labels, BackendConfig(kind="wccn", asnorm_k=0))
+    assert plain.cohort is None
+    np.testing.assert_allclose(plain.score(y[:7], y[7:12]), y[:7] @ y[7:12].T, rtol=1e-6)
+
+
+class _KeepAll:
+    """A separator that returns its input: every remixed view keeps the accompaniment."""
+
+    name = "keep-all"
+
+    def separate(self, wave):
+        return {"vocals": wave}
+
+    def separate_windows(self, wave, starts, seconds, context=1.0):
+        from singerid.audio import cut_windows
+
+        return cut_windows(wave, starts, seconds)
+
+
+def test_backend_fits_on_remixed_views_too(synth_catalogue):
+    """With instrumentals, every singing row is also remixed onto one (seeded) and separated again: the views differ
+    from the clean ones and double the embeddings the backend is fitted on."""
+    _need_voice()
+    import pandas as pd
+
+    from singerid.audio import load_audio
+    from singerid.data.manifest import load_tracks
+    from singerid.embed import load_embedder
+    from singerid.train import recipe
+
+    tracks = load_tracks(synth_catalogue)
+    tracks = tracks[tracks["singer"].isin(sorted(tracks["singer"].unique())[:3])]
+    emb = load_embedder("voice")
+    base = synth_catalogue.parent
+    paths = [str(base / p) for p in tracks["vocals_path"][:2]]
+    inst = [load_audio(str(base / p)) for p in tracks["accompaniment_path"][:2]]
+    views = recipe.remixed_embeddings(emb, paths, inst, _KeepAll(), progress=False)
+    again = recipe.remixed_embeddings(emb, paths, inst, _KeepAll(), progress=False)
+    for path, (wins, track), (_, track2) in zip(paths, views, again):
+        clean = emb.embed_track(load_audio(path))
+        assert wins.shape[1] == emb.dim and 0.3 < float(track @ clean) < 0.999  # remixed: near, not the same
+        np.testing.assert_array_equal(track, track2)  # seeded
+    insts = pd.DataFrame({"path": [str(base / p) for p in tracks["accompaniment_path"][:2]]})
+    plain = recipe.fit_backend(emb, tracks, progress=False, workers=0)
+    remixed = recipe.fit_backend(emb, tracks, progress=False, workers=0, instrumentals=insts, separator=_KeepAll())
+    assert remixed.info["n"] > 1.8 * plain.info["n"] and remixed.info["classes"] == plain.info["classes"] == 3
+    assert recipe.fit_backend(emb, tracks, progress=False, workers=0, instrumentals=insts).info["n"] == plain.info["n"]

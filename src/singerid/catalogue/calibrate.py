@@ -69,9 +69,12 @@ def confidence(score: float, cal: dict) -> float | None:
     return None if a is None else round(float(sigmoid(a * score + b)), 4)
 
 
-def track_score(windows: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """[N, D] windows, [S, D] centroids → [S] mean window cosine per singer (the identification score)."""
-    return (windows @ centroids.T).mean(axis=0)
+def track_score(windows: np.ndarray, centroids: np.ndarray, backend=None) -> np.ndarray:
+    """[N, D] windows, [S, D] centroids → [S] mean window score per singer (the identification score: cosine, or the
+    scoring backend's AS-norm where it keeps a cohort)."""
+    from ..eval.heads import pair_scores
+
+    return pair_scores(windows, centroids, backend).mean(axis=0)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -102,9 +105,9 @@ def fit_logistic(scores: np.ndarray, labels: np.ndarray, iters: int = 100, l2: f
 
 
 def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05, max_tracks: int = 5000,
-              seed: int = 0, tiers: tuple[Tier, ...] = TIERS) -> dict:
+              seed: int = 0, tiers: tuple[Tier, ...] = TIERS, backend=None) -> dict:
     """tracks: (id, singer, path, windows [N, D]) of real voices → calibration dict (tiers, logistic, verification at
-    false-acceptance rate `far`, stats)."""
+    false-acceptance rate `far`, stats). Scores as identification computes them (`track_score` with `backend`)."""
     singers = sorted({s for _, s, _, _ in tracks})
     if len(singers) < 2:
         return {"threshold": None, "reason": "fewer than 2 singers"}
@@ -122,7 +125,7 @@ def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05,
         own = _normalise(sums[lab[i]] - means[i])  # the singer's centroid without this track
         c = base.copy()
         c[lab[i]] = own
-        s = track_score(tracks[i][3], c)
+        s = track_score(tracks[i][3], c, backend)
         genuine.append(s[lab[i]])
         impostor.append(np.delete(s, lab[i]).max())
     if not genuine:

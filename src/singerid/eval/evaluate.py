@@ -27,14 +27,16 @@ DECISIONS = ("track", "vote", "mean")  # track: the track-level embedding (all p
 
 
 def fit_classifier(windows: list[Windows], labels: list[int], n_classes: int, method: str, seed: int = 0,
-                   head_cfg: HeadConfig | None = None, songs: list[str] | None = None):
-    """Windows of enrolment tracks → a classifier with `.scores(features [N, D]) -> [N, C]`.
+                   head_cfg: HeadConfig | None = None, songs: list[str] | None = None, backend=None):
+    """Windows of enrolment tracks → a classifier with `.scores(features [N, D]) -> [N, C]` (centroids score with the
+    embedder's scoring `backend`, AS-norm, when it has one).
 
     The head validates on one held-out song per singer with ≥ 2 songs (`songs`, one per track; default: every track
     its own song): four fixed windows of its first take, and none of its takes in training."""
     if method == "centroid":
         return CentroidClassifier.fit(np.concatenate([w.emb for w in windows]),
-                                      np.concatenate([[y] * len(w.emb) for w, y in zip(windows, labels)]), n_classes)
+                                      np.concatenate([[y] * len(w.emb) for w, y in zip(windows, labels)]), n_classes,
+                                      backend)
     if method != "head":
         raise ValueError(f"method must be one of {METHODS}")
     cfg = head_cfg or HeadConfig(seed=seed)
@@ -113,7 +115,7 @@ def evaluate(
     idx = {s: j for j, s in enumerate(singers)}
     songs = [enrol["song"].iloc[i] for i in ok] if "song" in enrol else None
     clf = fit_classifier([ew[i] for i in ok], [idx[enrol["singer"].iloc[i]] for i in ok], len(singers), method, seed,
-                         HeadConfig(seed=seed, raw_input=reads_raw(embedder)), songs)
+                         HeadConfig(seed=seed, raw_input=reads_raw(embedder)), songs, getattr(embedder, "backend", None))
     qw = embed_table(embedder, query, cache_dir, workers, separator, auto)
     queries, top1, topk = [], 0, 0
     if decision == "track":

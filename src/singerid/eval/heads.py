@@ -54,23 +54,30 @@ class TrackSampler:
 
 
 class CentroidClassifier:
-    """Per-class mean of L2-normalised training windows; window scores = cosine to each centroid."""
+    """Per-class mean of L2-normalised training windows; window scores = cosine to each centroid, or the scoring
+    backend's normalised scores (AS-norm) when one is given."""
 
     raw_input = False
 
-    def __init__(self, centroids: np.ndarray):
+    def __init__(self, centroids: np.ndarray, backend=None):
         self.centroids = centroids  # [C, D], L2-normalised
+        self.backend = backend
 
     @classmethod
-    def fit(cls, emb: np.ndarray, labels: np.ndarray, n_classes: int) -> "CentroidClassifier":
+    def fit(cls, emb: np.ndarray, labels: np.ndarray, n_classes: int, backend=None) -> "CentroidClassifier":
         c = np.zeros((n_classes, emb.shape[1]), np.float64)
         np.add.at(c, labels, emb)
         c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-        return cls(c.astype(np.float32))
+        return cls(c.astype(np.float32), backend)
 
     def scores(self, emb: np.ndarray) -> np.ndarray:
-        """[N, D] → [N, C] cosine similarities."""
-        return emb @ self.centroids.T
+        """[N, D] → [N, C] scores against each centroid."""
+        return pair_scores(emb, self.centroids, self.backend)
+
+
+def pair_scores(queries: np.ndarray, centroids: np.ndarray, backend=None) -> np.ndarray:
+    """[N, D] queries, [C, D] centroids → [N, C]: the backend's scores (AS-norm) where it has a cohort, else cosine."""
+    return backend.score(queries, centroids) if backend is not None else queries @ centroids.T
 
 
 class HeadClassifier:

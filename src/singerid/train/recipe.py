@@ -80,30 +80,77 @@ def backend_rows(tracks: pd.DataFrame, clones: bool) -> pd.DataFrame:
     return rows.assign(path=[vocal_source(r) or r["path"] for _, r in rows.iterrows()], stem="vocals")
 
 
+REMIX_DB = (-3.0, 6.0)  # vocal-to-accompaniment ratios of the backend's remixed views (the dev P3 mixes are at 0 dB)
+
+
+def remixed_embeddings(embedder, paths: list[str], instrumentals: list[np.ndarray], separator, seed: int = 0,
+                       progress: bool = True) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """Each vocal file remixed onto a random instrumental window (seeded, at REMIX_DB) and separated again, as a
+    release would reach the pipeline → per file (window embeddings [N, D], track embedding [D]), None if unreadable."""
+    from tqdm.auto import tqdm
+
+    from ..augment.effects import remix
+    from ..voiced import track_audio
+
+    rng = np.random.default_rng([seed, 17])
+    out: list[tuple[np.ndarray, np.ndarray] | None] = []
+    for path in tqdm(paths, desc="remixed views", disable=None if progress else True, unit="track"):
+        try:
+            wave = load_audio(path, embedder.sample_rate)
+        except AudioError as e:
+            log.warning("skipped %s", e)
+            out.append(None)
+            continue
+        mix = remix(wave, rng, instrumentals, float(rng.uniform(*REMIX_DB))).astype(np.float32)
+        audio = track_audio(mix, embedder.window_seconds, None, separator, sample_rate=embedder.sample_rate)
+        out.append((embedder.embed_windows(audio.windows), embedder.embed_track(audio.voiced)))
+    return out
+
+
 def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool = True, workers: int = 2,
-                progress: bool = True):
-    """Embed the table's singing rows (windows and track embeddings, before any backend) → a fitted ScoringBackend."""
+                progress: bool = True, instrumentals: pd.DataFrame | None = None, separator=None, asnorm_k: int = 10):
+    """Embed the table's singing rows (windows and track embeddings, before any backend) → a fitted ScoringBackend.
+    With `instrumentals` (rows with a path) and a `separator`, each row is also remixed onto them and separated
+    again, labelled with its singer: the backend then damps what remixing and separation change."""
     from ..eval.cache import embed_files
     from ..models.backend import BackendConfig, ScoringBackend
 
     rows = backend_rows(tracks, clones)
     plain = type(embedder)(embedder.model, embedder.name, None, embedder.device)  # no backend on top
-    wins = embed_files(plain, list(rows["path"]), None, workers=workers, progress=progress)
+    views = [(w.emb, w.track) if w.error is None and len(w.emb) and w.track is not None else None
+             for w in embed_files(plain, list(rows["path"]), None, workers=workers, progress=progress)]
+    labels = list(rows["singer"])
+    if instrumentals is not None and len(instrumentals) and separator is not None:
+        waves = []
+        for path in instrumentals["path"]:
+            try:
+                waves.append(load_audio(path))
+            except AudioError as e:
+                log.warning("instrumental skipped: %s", e)
+        if waves:
+            views += remixed_embeddings(plain, list(rows["path"]), waves, separator, progress=progress)
+            labels += list(rows["singer"])
     x, y = [], []
-    for w, singer in zip(wins, rows["singer"]):
-        if w.error is None and len(w.emb):
-            x += [w.emb, w.track[None]] if w.track is not None else [w.emb]
-            y += [singer] * (len(w.emb) + (w.track is not None))
+    for v, singer in zip(views, labels):
+        if v is not None:
+            x += [v[0], v[1][None]]
+            y += [singer] * (len(v[0]) + 1)
     log.info("fitting a %s backend on %d embeddings of %d singers", kind, len(y), len(set(y)))
-    return ScoringBackend.fit(np.concatenate(x), np.array(y), BackendConfig(kind=kind))
+    return ScoringBackend.fit(np.concatenate(x), np.array(y), BackendConfig(kind=kind, asnorm_k=asnorm_k))
 
 
-def fit_run_backend(out: Path, tracks: pd.DataFrame, kind: str, clones: bool) -> None:
-    """Fit the scoring backend with the run's chosen checkpoint and store it in that checkpoint folder."""
+def fit_run_backend(out: Path, tracks: pd.DataFrame, cfg) -> None:
+    """Fit the scoring backend with the run's chosen checkpoint (on its table, remixed onto the run's instrumentals)
+    and store it in that checkpoint folder."""
     from ..embed import ModelEmbedder
     from ..models import load_model, resolve_checkpoint
+    from ..separation import load_separator
+    from ..weights import home
 
     folder = resolve_checkpoint(out)
-    backend = fit_backend(ModelEmbedder(load_model(folder), f"checkpoint:{out.name}"), tracks, kind, clones)
+    insts = instrumental_table(cfg.instrumentals, tracks)
+    sep = load_separator("spleeter", cfg.device, home() / "separated") if len(insts) else None
+    backend = fit_backend(ModelEmbedder(load_model(folder), f"checkpoint:{out.name}"), tracks, cfg.scoring, cfg.clones,
+                          instrumentals=insts, separator=sep, asnorm_k=cfg.asnorm_k)
     backend.save(folder)
-    log.info("scoring backend (%s) stored in %s", kind, folder)
+    log.info("scoring backend (%s) stored in %s", cfg.scoring, folder)
