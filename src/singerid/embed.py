@@ -144,7 +144,7 @@ class TrackEmbedding:
 
 def iter_track_embeddings(
     embedder: Embedder, paths: list[str], starts: list | None = None, workers: int = 2, progress: bool = True,
-    separator=None, vocal_only: bool = True, budget: int | None = MAX_WINDOWS,
+    separator=None, vocal_only: bool = True, budget: int | None = MAX_WINDOWS, vad="auto",
 ) -> Iterator[TrackEmbedding]:
     """Embed the (vocal) windows of every file: decoding in workers, separation and the encoder in this process.
     Unreadable files come back with `error` set (they never abort the run)."""
@@ -157,7 +157,7 @@ def iter_track_embeddings(
             yield TrackEmbedding(i, paths[i], [], np.zeros((0, embedder.dim), np.float32), err)
             continue
         audio = track_audio(np.asarray(wave), embedder.window_seconds, starts[i], separator, vocal_only,
-                            embedder.sample_rate, budget)
+                            embedder.sample_rate, budget, vad)
         yield TrackEmbedding(i, paths[i], audio.starts, embedder.embed_windows(audio.windows),
                              track=embedder.embed_track(audio.voiced))
 

@@ -2,11 +2,14 @@
 
 (a) `energy_activity`: from a vocal stem (given or separated) relative to its mixture — a window is vocal when the
     stem is loud enough in absolute terms and relative to the mixture.
-(b) `VocalClassifier`: a small CNN on log-mel windows of mixtures, trained from stems (labels come free from (a)).
+(b) `VocalActivityModel`: windows of mixtures, no separation: a small head on the frozen pretrained speaker encoder,
+    trained by `singerid train-vad` (`vad_train`) from vocal stems mixed onto instrumentals. Installed in
+    `$SINGERID_HOME/vad`, it chooses the windows of audio that is neither a stem nor separated (`installed_vad`).
 Filters: tracks ≥ 75 % vocal windows for training, ≥ 50 % for evaluation sets, singers with ≥ 2 tracks.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -20,7 +23,6 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .audio import SAMPLE_RATE, cut_windows, window_starts
-from .features import LogMel, MelConfig
 
 log = logging.getLogger(__name__)
 
@@ -81,76 +83,145 @@ def trim_silences(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, frame: float
     return wave[: frames * n][np.repeat(mask, n)]
 
 
-class VocalClassifier(nn.Module):
-    """[B, T] wave (3 s at 16 kHz) → [B] logit of "has vocals"; log-mel → 4 conv blocks → pooled linear."""
+@dataclass
+class VadModelConfig:
+    """The vocal-activity model: a frozen pretrained speaker encoder (GE2E, `voice`) read per 1.6-s partial (its LSTM
+    state, embedding and output statistics, and log-mel statistics: 1104 numbers, standardised), a small MLP per
+    partial, and the window's logit the mean of its partials' logits."""
 
-    def __init__(self, window: float = 3.0, width: int = 32):
+    window: float = 3.0  # seconds per decision
+    hidden: int = 256
+    dropout: float = 0.5
+    encoder: str = "voice"  # pretrained weights of the encoder (Resemblyzer wheel); never saved with the head
+
+
+class VocalActivityModel(nn.Module):
+    """[B, T] waves (`cfg.window` s at 16 kHz, peak-normalised per track) → [B] logits of "vocals in ≥ half the
+    window". Only the head and the feature standardisation are trained and saved (`vad.safetensors` + `vad.json`)."""
+
+    def __init__(self, cfg: VadModelConfig = VadModelConfig(), encoder: nn.Module | None = None):
         super().__init__()
-        self.window = window
-        self.frontend = LogMel(MelConfig(n_mels=64, n_frames=int(window * SAMPLE_RATE / 400)))
-        layers, c = [], 1
-        for w in (width, width, 2 * width, 2 * width):
-            layers += [nn.Conv2d(c, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2)]
-            c = w
-        self.net = nn.Sequential(*layers)
-        self.head = nn.Linear(c, 1)
+        from .models.ge2e import GE2EEncoder, pretrained_state
+
+        self.cfg = cfg
+        if encoder is None:
+            encoder = GE2EEncoder()
+            encoder.load_state_dict(pretrained_state(cfg.encoder))
+        self.encoder = encoder.eval().requires_grad_(False)
+        dim = 4 * encoder.linear.in_features + 2 * encoder.lstm.input_size
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(dim, cfg.hidden), nn.ReLU(),
+                                  nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, 1))
+
+    @torch.inference_mode()
+    def features(self, wave: torch.Tensor, batch: int = 64) -> torch.Tensor:
+        """[B, T] → [B, P, 1104] per 1.6-s partial, from the frozen encoder: its last LSTM state, its embedding, the
+        mean and max over time of the last LSTM layer's outputs (256 each), and the log-mel mean and std (40 each)."""
+        from .models.ge2e import HOP, N_MELS, PARTIAL, partial_starts
+
+        enc, out = self.encoder, []
+        for b in wave.split(batch):
+            starts = partial_starts(b.shape[-1])
+            b = nn.functional.pad(b, (0, max(0, (starts[-1] + PARTIAL) * HOP - b.shape[-1])))
+            mel = enc.mel(b)  # [b, frames, 40]
+            parts = torch.stack([mel[:, s : s + PARTIAL] for s in starts], dim=1).reshape(-1, PARTIAL, N_MELS)
+            seq, (h, _) = enc.lstm(parts)  # [b * P, 160, 256], [layers, b * P, 256]
+            e = nn.functional.normalize(nn.functional.relu(enc.linear(h[-1])), dim=-1)
+            logmel = torch.log10(parts + 1e-6)
+            f = torch.cat([h[-1], e, seq.mean(1), seq.amax(1), logmel.mean(1), logmel.std(1)], dim=-1)
+            out.append(f.reshape(len(b), len(starts), -1))
+        return torch.cat(out) if out else torch.zeros(0, 1, len(self.mean))
+
+    def head_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """[B, P, 1104] → [B]: the mean of the partials' logits."""
+        return self.head((feats - self.mean) / self.scale).squeeze(-1).mean(dim=1)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        x = self.frontend(wave)
-        x = (x - x.mean(dim=(1, 2), keepdim=True)) / (x.std(dim=(1, 2), keepdim=True) + 1e-5)
-        h = self.net(x[:, None])  # [B, C, f, t]
-        return self.head(h.amax(dim=(2, 3))).squeeze(-1)
+        return self.head_logits(self.features(wave))
 
-    def save(self, folder: str | os.PathLike, meta: dict) -> None:
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+
+    @property
+    def ident(self) -> str:
+        """12 hex digits naming the trained weights and config (part of the embedding cache key)."""
+        h = hashlib.sha1(json.dumps(asdict(self.cfg), sort_keys=True).encode())
+        for k, v in sorted(self.trained_state().items()):
+            h.update(k.encode() + v.cpu().numpy().tobytes())
+        return h.hexdigest()[:12]
+
+    def save(self, folder: str | os.PathLike, meta: dict | None = None) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "vad.safetensors"))
-        (folder / "vad.json").write_text(json.dumps({"format": "singerid-vad", "window": self.window, **meta}, indent=2))
+        save_file(self.trained_state(), str(folder / "vad.safetensors"))
+        doc = {"format": FORMAT, "config": asdict(self.cfg), "ident": self.ident, **(meta or {})}
+        (folder / "vad.json").write_text(json.dumps(doc, indent=2))
+        return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> "VocalClassifier":
+    def load(cls, folder: str | os.PathLike, encoder: nn.Module | None = None) -> VocalActivityModel:
         folder = Path(folder)
-        meta = json.loads((folder / "vad.json").read_text())
-        if meta.get("format") != "singerid-vad":
-            raise ValueError(f"{folder}: not a singerid vocal-activity model")
-        m = cls(meta["window"])
-        m.load_state_dict(load_file(str(folder / "vad.safetensors")))
+        meta = json.loads((folder / "vad.json").read_text()) if (folder / "vad.json").is_file() else {}
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{folder}: not a singerid vocal-activity model (format {FORMAT}); retrain with "
+                             "`singerid train-vad`")
+        m = cls(VadModelConfig(**meta["config"]), encoder)
+        missing, unexpected = m.load_state_dict(load_file(str(folder / "vad.safetensors")), strict=False)
+        if unexpected or [k for k in missing if not k.startswith("encoder.")]:
+            raise ValueError(f"{folder}: weights do not match the config (missing {missing}, unexpected {unexpected})")
         return m.eval()
 
     @torch.inference_mode()
     def predict(self, wave: np.ndarray, hop: float | None = None) -> tuple[list[float], np.ndarray]:
-        """Mixture [N] → (window starts, P(vocals) per window)."""
-        starts = window_starts(len(wave) / SAMPLE_RATE, self.window, hop)
-        w = cut_windows(wave / max(float(np.abs(wave).max()), 1e-8), starts, self.window)
-        return starts, torch.sigmoid(self(torch.from_numpy(w))).numpy()
+        """Track [T] → (window starts s, P(vocals) [N]) for `cfg.window`-s windows; the track is peak-normalised."""
+        starts = window_starts(len(wave) / SAMPLE_RATE, self.cfg.window, hop)
+        w = cut_windows(wave / max(float(np.abs(wave).max()), 1e-8), starts, self.cfg.window)
+        return starts, torch.sigmoid(self(torch.from_numpy(np.ascontiguousarray(w, np.float32)))).numpy()
+
+    def vocal_windows(self, wave: np.ndarray, seconds: float) -> list[float]:
+        """Starts of `seconds`-long windows whose `cfg.window`-s windows have mean P(vocals) > 0.5 (at least the
+        most vocal one, so every track yields a window)."""
+        s3, p = self.predict(wave)
+        starts = window_starts(len(wave) / SAMPLE_RATE, seconds)
+        score = [float(np.mean([q for t, q in zip(s3, p) if s <= t < s + seconds] or [0.0])) for s in starts]
+        return [s for s, q in zip(starts, score) if q > 0.5] or [starts[int(np.argmax(score))]]
 
 
-def train_vocal_classifier(windows: np.ndarray, labels: np.ndarray, epochs: int = 10, seed: int = 0,
-                           val_fraction: float = 0.2, batch: int = 32) -> tuple[VocalClassifier, dict]:
-    """windows [N, 3 s] mixtures, labels [N] {0, 1} → (model, {"val_accuracy", "n_train", "n_val"})."""
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    order = rng.permutation(len(windows))
-    n_val = int(len(order) * val_fraction)
-    val, tr = order[:n_val], order[n_val:]
-    model = VocalClassifier(windows.shape[1] / SAMPLE_RATE)
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    x, y = torch.from_numpy(windows.astype(np.float32)), torch.from_numpy(labels.astype(np.float32))
-    for _ in range(epochs):
-        model.train()
-        perm = rng.permutation(tr)
-        for i in range(0, len(perm), batch):
-            idx = torch.from_numpy(perm[i : i + batch])
-            loss = nn.functional.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    acc = float("nan")
-    if n_val:
-        with torch.no_grad():
-            acc = float(((model(x[torch.from_numpy(val)]) > 0).float() == y[torch.from_numpy(val)]).float().mean())
-    return model, {"val_accuracy": acc, "n_train": int(len(tr)), "n_val": int(n_val)}
+FORMAT = "singerid-vad-2"
+_INSTALLED: dict[str, VocalActivityModel | None] = {}
+
+
+def vad_folder() -> Path:
+    """Where `singerid train-vad` installs the model by default, and where the pipeline looks for it."""
+    from .weights import home
+
+    return home() / "vad"
+
+
+def installed_vad(folder: str | os.PathLike | None = None) -> VocalActivityModel | None:
+    """The vocal-activity model in `folder` (default: `$SINGERID_HOME/vad`), loaded once per process; None, with one
+    logged warning, when none is installed (windows of unseparated audio are then chosen by energy)."""
+    folder = Path(folder) if folder else vad_folder()
+    key = str(folder.resolve())
+    if key not in _INSTALLED:
+        if (folder / "vad.json").is_file():
+            _INSTALLED[key] = VocalActivityModel.load(folder)
+            log.info("vocal-activity model %s from %s", _INSTALLED[key].ident, folder)
+        else:
+            log.warning("no vocal-activity model in %s: windows of unseparated audio are chosen by energy alone "
+                        "(install one with `singerid train-vad --manifest TRACKS.csv`)", folder)
+            _INSTALLED[key] = None
+    return _INSTALLED[key]
+
+
+def use_vad(folder: str | os.PathLike) -> VocalActivityModel:
+    """Make the model in `folder` the default of this process (the CLI's `--vad PATH`)."""
+    model = installed_vad(folder)
+    if model is None:
+        raise FileNotFoundError(f"{folder}: no vocal-activity model (vad.json) there")
+    _INSTALLED[str(vad_folder().resolve())] = model
+    return model
 
 
 @dataclass
@@ -168,61 +239,7 @@ class TrackFilter:
         return out
 
 
-def _stem_lists(tracks: pd.DataFrame) -> tuple[list[str], list[str]]:
-    vocals = [p for p in tracks["vocals_path"] if p] + list(tracks["path"][tracks["stem"] == "vocals"])
-    inst = list(tracks["path"][tracks["stem"] == "instrumental"])
-    if "accompaniment_path" in tracks:
-        inst += [p for p in tracks["accompaniment_path"] if p]
-    return sorted(set(vocals)), sorted(set(inst))
-
-
-def windows_from_stems(vocals: list[str], insts: list[str], rng: np.random.Generator, window: float = 3.0,
-                       per_pair: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Mix each vocal stem onto a random instrumental at -6..+6 dB; label every window by the stem's energy (a);
-    add the instrumental's own windows as negatives. → (windows [N, window * sr], labels [N])."""
-    from .audio import AudioError, load_audio
-
-    n = int(window * SAMPLE_RATE)
-    xs, ys = [], []
-    for v in vocals:
-        try:
-            voc, acc = load_audio(v), load_audio(insts[int(rng.integers(len(insts)))])
-        except AudioError as e:
-            log.warning("skipped %s", e)
-            continue
-        acc = np.tile(acc, len(voc) // len(acc) + 1)[: len(voc)]
-        acc = acc * np.sqrt(np.mean(voc**2) / max(np.mean(acc**2), 1e-12) / 10 ** (rng.uniform(-6, 6) / 10))
-        mix = voc + acc
-        starts, flags, _ = energy_activity(voc, mix, VadConfig(window))
-        for i in rng.permutation(len(starts))[:per_pair]:
-            xs += [cut_windows(mix, [starts[i]], window)[0], cut_windows(acc, [starts[i]], window)[0]]
-            ys += [float(flags[i]), 0.0]
-    x = np.stack(xs)
-    x = x / np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-8)
-    return x.astype(np.float32)[:, :n], np.array(ys, np.float32)
-
-
-def train_vad_from_stems(tracks: pd.DataFrame, out: str | os.PathLike, epochs: int = 10, seed: int = 0,
-                         window: float = 3.0) -> dict:
-    """Train (b) on mixtures made from the table's stems; held out: windows of vocal and instrumental files unseen in
-    training. Saves the model to `out` and returns {"val_accuracy", "n_train", "n_val"}."""
-    vocals, insts = _stem_lists(tracks)
-    if len(vocals) < 4 or len(insts) < 2:
-        raise ValueError(f"need ≥ 4 vocal stems and ≥ 2 instrumentals, have {len(vocals)} and {len(insts)}")
-    rng = np.random.default_rng(seed)
-    vocals, insts = list(rng.permutation(vocals)), list(rng.permutation(insts))
-    nv, ni = max(1, len(vocals) // 5), max(1, len(insts) // 5)
-    xtr, ytr = windows_from_stems(vocals[nv:], insts[ni:], rng, window)
-    xva, yva = windows_from_stems(vocals[:nv], insts[:ni], rng, window)
-    model, _ = train_vocal_classifier(xtr, ytr, epochs, seed, val_fraction=0.0)
-    with torch.no_grad():
-        acc = float(((model(torch.from_numpy(xva)) > 0).numpy() == (yva > 0.5)).mean())
-    info = {"val_accuracy": acc, "n_train": int(len(xtr)), "n_val": int(len(xva)), "vocal_share": float(ytr.mean())}
-    model.save(out, info)
-    return info
-
-
-def annotate_vocals(tracks: pd.DataFrame, separator=None, model: VocalClassifier | None = None,
+def annotate_vocals(tracks: pd.DataFrame, separator=None, model: VocalActivityModel | None = None,
                     window: float = 3.0, seg: float = 6.0) -> pd.DataFrame:
     """Add `vocal_fraction` (share of `window`-s windows with vocals) and `vocal_segs` (starts of `seg`-s windows with
     vocals) to a tracks table. Sources, best first: the given vocal stem, a vocal-activity model, separation."""

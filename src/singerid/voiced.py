@@ -4,7 +4,9 @@
 
 `track_audio` gives the 6-s windows (per-window evidence, heads) and the voiced audio (long silences trimmed) that a
 track-level embedding reads, Resemblyzer-style. A long track is not separated whole: at most `budget` windows spread
-over it are separated, each with a little context (`Separator.separate_windows`).
+over it are separated, each with a little context (`Separator.separate_windows`). Audio that is neither separated
+nor known to be a stem has its windows chosen by the installed vocal-activity model (`vad.installed_vad`), or by
+energy alone when none is installed.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import WINDOW_SECONDS, cut_windows, load_audio, peak_normalise, window_starts
-from .vad import trim_silences, vocal_windows, window_activity
+from .vad import VocalActivityModel, installed_vad, trim_silences, vocal_windows, window_activity
 
 MAX_WINDOWS = 10  # window budget per track: at most this many 6-s windows, spread over it (60 s of voice)
 CLEAN_DB = -15.0  # what separation removed, relative to the input, below which the input was a clean vocal already
@@ -24,6 +26,14 @@ def was_clean(mixture: np.ndarray, vocals: np.ndarray, floor_db: float = CLEAN_D
     than its separated copy (measured on the dev set: clean vocals lose 22-58 dB, 0-dB mixtures about 3 dB)."""
     removed = float(np.sum((mixture - vocals) ** 2))
     return 10 * np.log10(max(removed, 1e-20) / max(float(np.sum(mixture**2)), 1e-20)) < floor_db
+
+
+def resolve_vad(vad, separator=None) -> VocalActivityModel | None:
+    """The vocal-activity model that chooses windows: none where a separator runs (energy of the separated stem) or
+    `vad` is None (a stem: energy); "auto" → the installed one (`$SINGERID_HOME/vad`, else None with a warning)."""
+    if separator is not None or vad is None:
+        return None
+    return installed_vad() if isinstance(vad, str) and vad == "auto" else vad
 
 
 @dataclass
@@ -68,7 +78,7 @@ def separated_vocal_windows(wave: np.ndarray, separator, seconds: float = WINDOW
 
 def track_audio(
     wave: np.ndarray, seconds: float = WINDOW_SECONDS, starts: list[float] | None = None, separator=None,
-    vocal_only: bool = True, sample_rate: int = 16000, budget: int | None = MAX_WINDOWS,
+    vocal_only: bool = True, sample_rate: int = 16000, budget: int | None = MAX_WINDOWS, vad="auto",
 ) -> TrackAudio:
     """16 kHz wave → its vocal windows (N ≤ `budget`; None: no budget) and voiced audio.
 
@@ -76,7 +86,10 @@ def track_audio(
     track is longer than the budget), unless separation removed almost nothing (`was_clean`: a vocal stem given as
     input is kept as it is). Unless `starts` are given (e.g. the table's `vocal_segs`, all kept), only
     windows with vocal activity are kept (at least one). The voiced audio is the whole stem with long silences
-    trimmed, or, where only some windows were chosen, those windows end to end."""
+    trimmed, or, where only some windows were chosen, those windows end to end.
+
+    Without a separator, `vad` (a `VocalActivityModel`, "auto": the installed one, None: energy, for stems) chooses
+    the windows of the wave itself, and the voiced audio is then the chosen windows end to end."""
     duration = len(wave) / sample_rate
     whole = budget is None or len(window_starts(duration, seconds)) <= budget
     if starts:
@@ -91,14 +104,18 @@ def track_audio(
         mixture, stem = (wave, separator.separate(wave)["vocals"]) if separator is not None else (None, wave)
         if mixture is not None and was_clean(mixture, stem):
             mixture, stem = None, wave
-        found = vocal_windows(stem, mixture, seconds) if vocal_only else window_starts(duration, seconds)
+        model = resolve_vad(vad, separator) if vocal_only else None
+        if model is not None:
+            found = model.vocal_windows(wave, seconds)
+        else:
+            found = vocal_windows(stem, mixture, seconds) if vocal_only else window_starts(duration, seconds)
         starts = spread(found, budget)
         windows = cut_windows(stem, starts, seconds, sample_rate)
-        voiced = stem if whole else windows.reshape(-1)
+        voiced = stem if whole and model is None else windows.reshape(-1)
     return TrackAudio(list(starts), peak_normalise(windows), peak_normalise(trim_silences(voiced, sample_rate)))
 
 
 def file_audio(path: str, sample_rate: int = 16000, seconds: float = WINDOW_SECONDS, starts: list[float] | None = None,
-               separator=None, vocal_only: bool = True, budget: int | None = MAX_WINDOWS) -> TrackAudio:
+               separator=None, vocal_only: bool = True, budget: int | None = MAX_WINDOWS, vad="auto") -> TrackAudio:
     """Decode a file → `track_audio` of it."""
-    return track_audio(load_audio(path, sample_rate), seconds, starts, separator, vocal_only, sample_rate, budget)
+    return track_audio(load_audio(path, sample_rate), seconds, starts, separator, vocal_only, sample_rate, budget, vad)

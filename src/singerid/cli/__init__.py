@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
         cpu.configure(args.threads)
+        if getattr(args, "vad", None):  # --vad PATH: this model chooses the windows of unseparated audio
+            from ..vad import use_vad
+
+            use_vad(args.vad)
         return COMMANDS[args.command](args)
     except (AudioError, ManifestError, FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
         print(f"singerid {args.command}: error: {e}", file=sys.stderr)

@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ray", action="store_true", help="embed on the Ray cluster; --out is then a folder of Parquet shards")
     e.add_argument("--separate", choices=["none", "spleeter", "demucs"], default="none",
                    help="separate the vocals before embedding")
+    e.add_argument("--vad", metavar="PATH", help="vocal-activity model choosing the windows of audio neither "
+                   "separated nor a stem (default: $SINGERID_HOME/vad when installed, else energy)")
     e.add_argument("--manifest", required=True, help="tracks table (CSV or Parquet)")
     e.add_argument("--out", required=True, help="output .parquet")
     e.add_argument("--source", choices=["path", "vocals_path"], default="path", help="embed the mixture or the given vocal stem")
@@ -125,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--window", type=float, default=3.0, help="window length in seconds (3 or 6)")
     d.add_argument("--separate", choices=["spleeter", "demucs"], default="spleeter",
                    help="energy of the separated vocal stem relative to the mixture")
-    d.add_argument("--model", help="a vocal-activity classifier from train-vad instead of separation")
+    d.add_argument("--vad", metavar="PATH", help="a vocal-activity model (singerid train-vad) instead of separation")
     d.add_argument("--device", default="cpu", help="torch device")
 
     g = sub.add_parser("fit-scoring", help="fit a scoring backend (centering + WCCN/LDA) on a table's embeddings; "
@@ -140,10 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=2, help="decoding workers (default: 2)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: cpu)")
 
-    r = sub.add_parser("train-vad", help="train the small vocal-activity classifier from a table's stems")
-    r.add_argument("--manifest", required=True, help="tracks with vocals_path (and accompaniment_path) stems")
-    r.add_argument("--out", required=True, help="folder for the classifier")
-    r.add_argument("--epochs", type=int, default=10, help="training epochs")
+    r = sub.add_parser("train-vad", help="train the vocal-activity model that chooses windows of unseparated audio")
+    r.add_argument("--manifest", required=True, action="append",
+                   help="tracks table with stem=vocals and stem=instrumental rows (repeat for several tables)")
+    r.add_argument("--out", help="folder for the model (default: $SINGERID_HOME/vad, where every command finds it)")
+    r.add_argument("--windows", type=int, default=16000, help="3-s training windows mixed from the stems")
+    r.add_argument("--epochs", type=int, default=30, help="training epochs of the head")
     r.add_argument("--seed", type=int, default=0, help="random seed")
 
     n = sub.add_parser("enroll", help="add the tracks of a table to a catalogue (created if needed)")
@@ -197,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--min-vocal", type=float, default=0.75, help="0.75 for training sets (paper), 0.5 for evaluation")
     k.add_argument("--min-tracks", type=int, default=2, help="tracks a singer needs (2 training, 5 evaluation)")
     k.add_argument("--separate", choices=["spleeter", "demucs"], default="spleeter",
-                   help="for mixtures without a vocal stem (unless --model)")
-    k.add_argument("--model", help="vocal-activity classifier from train-vad")
+                   help="for mixtures without a vocal stem (unless --vad)")
+    k.add_argument("--vad", metavar="PATH", help="a vocal-activity model (singerid train-vad) instead of separation")
     k.add_argument("--device", default="cpu", help="torch device")
 
     sub.add_parser("models", help="list the model presets")
@@ -228,6 +232,8 @@ def backend_args(p: argparse.ArgumentParser) -> None:
                    help="separate the vocals before embedding (given: the table's vocals_path stems); auto (default): "
                         "spleeter when its weights are "
                         "fetched, skipping rows marked stem=vocals")
+    p.add_argument("--vad", metavar="PATH", help="vocal-activity model choosing the windows of audio neither "
+                   "separated nor a stem (default: $SINGERID_HOME/vad when installed, else energy)")
     p.add_argument("--cache", help="embedding cache folder (default: $SINGERID_HOME/embeddings); 'none' disables")
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")

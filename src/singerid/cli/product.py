@@ -42,9 +42,9 @@ def cmd_separate(a) -> int:
 @command
 def cmd_detect_vocals(a) -> int:
     from ..audio import load_audio
-    from ..vad import VadConfig, VocalClassifier, energy_activity
+    from ..vad import VadConfig, energy_activity, use_vad
 
-    model = VocalClassifier.load(a.model) if a.model else None
+    model = use_vad(a.vad) if a.vad else None  # loaded once (main already made it the default)
     sep = None
     if model is None:
         from ..separation import load_separator
@@ -63,19 +63,25 @@ def cmd_detect_vocals(a) -> int:
             flags = p > 0.5
         else:
             starts, flags, _ = energy_activity(sep.separate(wave)["vocals"], wave, VadConfig(window=a.window))
+        window = model.cfg.window if model is not None else a.window
         line = "".join("#" if x else "." for x in flags)
-        print(f"{f}: {100 * float(flags.mean()):.0f} % vocal  |{line}|  ({len(flags)} x {a.window:g} s, # = vocals)")
+        print(f"{f}: {100 * float(flags.mean()):.0f} % vocal  |{line}|  ({len(flags)} x {window:g} s, # = vocals)")
     return 2 if failed else 0
 
 
 @command
 def cmd_train_vad(a) -> int:
     from ..data.manifest import load_tracks
-    from ..vad import train_vad_from_stems
+    from ..vad import VadModelConfig, vad_folder
+    from ..vad_train import VadTrainConfig, train_vad
 
-    info = train_vad_from_stems(load_tracks(a.manifest), a.out, a.epochs, a.seed)
-    print(f"vocal-activity classifier in {a.out}: held-out window accuracy {100 * info['val_accuracy']:.1f} % "
-          f"({info['n_val']} windows; {info['n_train']} for training)")
+    out = a.out or vad_folder()
+    cfg = VadTrainConfig(VadModelConfig(), windows=a.windows, epochs=a.epochs, seed=a.seed)
+    _, r = train_vad([load_tracks(m) for m in a.manifest], out, cfg)
+    print(f"vocal-activity model in {out}: held-out window accuracy {100 * r['accuracy']:.1f} % on {r['n']} windows "
+          f"({100 * r['accuracy_clear']:.1f} % on the {r['n_clear']} without an ambiguous vocal share; "
+          + ", ".join(f"{k} {100 * r[f'accuracy_{k}']:.1f} %" for k in ("mixture", "vocal", "instrumental"))
+          + f"); {r['train_windows']} training windows, {r['train_seconds']:.0f} s")
     return 0
 
 
@@ -237,10 +243,10 @@ def cmd_serve(a) -> int:
 @command
 def cmd_filter_tracks(a) -> int:
     from ..data.manifest import load_tracks
-    from ..vad import TrackFilter, VocalClassifier, annotate_vocals
+    from ..vad import TrackFilter, annotate_vocals, use_vad
 
     tracks = load_tracks(a.manifest)
-    model = VocalClassifier.load(a.model) if a.model else None
+    model = use_vad(a.vad) if a.vad else None
     sep = None
     if model is None and ((tracks["stem"] == "mixture") & (tracks["vocals_path"] == "")).any():
         from ..separation import load_separator

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..embed import Embedder, iter_track_embeddings
+from ..voiced import resolve_vad
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,11 @@ def model_key(embedder: Embedder) -> str:
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
+def window_key(vad) -> str:
+    """Cache-folder suffix naming the vocal-activity model that chose the windows ("" for energy)."""
+    return f"-vad{vad.ident}" if vad is not None else ""
+
+
 def _file_key(path: str, extra: str) -> str:
     st = os.stat(path)
     return hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{extra}".encode()).hexdigest()
@@ -84,13 +90,15 @@ def _file_key(path: str, extra: str) -> str:
 
 def embed_files(
     embedder: Embedder, paths: list[str], cache_dir: str | os.PathLike | None = None, starts: list | None = None,
-    workers: int = 2, progress: bool = True, separator=None,
+    workers: int = 2, progress: bool = True, separator=None, vad="auto",
 ) -> list[Windows]:
     """→ one Windows per path (error set for unreadable files), from the cache where possible. The cache folder is
-    per (model, separation backend). For models whose head reads raw outputs, the raw norms are kept too."""
+    per (model, separation backend, vocal-activity model choosing the windows: `voiced.resolve_vad`; None for
+    stems). For models whose head reads raw outputs, the raw norms are kept too."""
     starts = starts if starts is not None else [None] * len(paths)
     sep = separator.name if separator is not None else "none"
-    folder = Path(cache_dir) / f"{model_key(embedder)}-{sep}" if cache_dir else None
+    vad = resolve_vad(vad, separator)
+    folder = Path(cache_dir) / f"{model_key(embedder)}-{sep}{window_key(vad)}" if cache_dir else None
     if folder:
         folder.mkdir(parents=True, exist_ok=True)
     out: list[Windows | None] = [None] * len(paths)
@@ -107,7 +115,7 @@ def embed_files(
         log.info("embedding %d of %d files with %s", len(todo), len(paths), embedder.name)
     raw = reads_raw(embedder)
     for te in iter_track_embeddings(_RawOutputs(embedder) if raw else embedder, [paths[i] for i in todo], [starts[i] for i in todo], workers,
-                                    progress=progress, separator=separator):
+                                    progress=progress, separator=separator, vad=vad):
         i = todo[te.index]
         emb, norm = te.embeddings.astype(np.float32), None
         if raw:

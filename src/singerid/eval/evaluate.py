@@ -76,16 +76,18 @@ def rank_tracks(clf, windows: list[Windows], decision: str = "vote", compat: str
 
 def embed_table(embedder: Embedder, tracks: pd.DataFrame, cache_dir=None, workers: int = 2, separator=None,
                 auto: bool = False) -> list[Windows]:
-    """Embed a table's files. With `auto`, rows already marked `stem=vocals` skip separation."""
+    """Embed a table's files. With `auto`, rows already marked `stem=vocals` skip separation. Rows marked
+    `stem=vocals` have their windows chosen by energy, never by the vocal-activity model (that is for mixtures)."""
     paths = list(tracks["path"])
-    if separator is None or not auto or "stem" not in tracks:
+    if "stem" not in tracks or (separator is not None and not auto):
         return embed_files(embedder, paths, cache_dir, workers=workers, separator=separator)
     is_vocal = list(tracks["stem"] == "vocals")
     out: list[Windows | None] = [None] * len(paths)
-    for flag, sep in ((True, None), (False, separator)):
+    for flag, sep, vad in ((True, separator if not auto else None, None), (False, separator, "auto")):
         idx = [i for i, v in enumerate(is_vocal) if v == flag]
         if idx:
-            for i, w in zip(idx, embed_files(embedder, [paths[i] for i in idx], cache_dir, workers=workers, separator=sep)):
+            for i, w in zip(idx, embed_files(embedder, [paths[i] for i in idx], cache_dir, workers=workers,
+                                             separator=sep, vad=vad)):
                 out[i] = w
     return out  # type: ignore[return-value]
 
