@@ -36,8 +36,8 @@ class VadTrainConfig:
     model: VadModelConfig = field(default_factory=VadModelConfig)
     windows: int = 16000  # training windows generated
     ratio_db: tuple[float, float] = (-6.0, 12.0)  # vocal-to-accompaniment ratio of mixtures
-    instrumental_share: float = 0.35  # windows of an instrumental alone
-    vocal_share: float = 0.15  # windows of an unaccompanied stem
+    instrumental_share: float = 0.35  # draws giving one window of an instrumental alone (the others give three)
+    vocal_share: float = 0.15  # draws giving three windows of an unaccompanied stem
     pad: float = 3.0  # at most this much instrumental before and after a stem, s
     stretch: tuple[float, float] = (0.8, 1.25)  # training instrumentals resampled by a random factor (pitch + tempo)
     min_vocal: float = 0.5  # label: the vocal is active in ≥ this share of the window
