@@ -22,7 +22,7 @@ from ..audio import load_audio
 from ..embed import iter_track_embeddings
 from ..voiced import track_audio
 from . import index as faiss_index
-from .calibrate import calibrate, confidence, decide
+from .calibrate import calibrate, confidence, decide, track_score
 from .store import Store, file_sha
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ class Catalogue:
     def calibrate(self, far: float = 0.05) -> dict:
         """Decision tiers from the real tracks (leave-one-out); `far`: the verification threshold's target rate."""
         gen = self.store.generation()
-        cal = {**calibrate(self.store.track_vectors("real"), far), "generation": gen}
+        cal = {**calibrate(self.store.track_vectors("real"), far, backend=self.embedder.backend), "generation": gen}
         self.store.set_meta(calibration=cal)
         return cal
 
@@ -248,10 +248,10 @@ class Catalogue:
         starts, emb = audio.starts, self.embedder.embed_windows(audio.windows)  # [N, D] per-window evidence
         track_emb = self.embedder.embed_track(audio.voiced)[None]  # [1, D] what is scored
         per_window = emb @ cents.T  # [N, S]
-        score = (track_emb @ cents.T)[0]  # [S] the track-level embedding against each singer's centroid
+        score = track_score(track_emb, cents, self.embedder.backend)  # [S] the track against each singer's centroid
         votes = np.bincount(per_window.argmax(axis=1), minlength=len(names))
         clone_names, clone_cents = self.clone_centroids()
-        clone_score = (track_emb @ clone_cents.T)[0] if clone_names else np.zeros(0)  # [C]
+        clone_score = track_score(track_emb, clone_cents, self.embedder.backend) if clone_names else np.zeros(0)  # [C]
         # ---- decision: from `score` alone (whatever computed it), calibrated tiers, one ordering ----
         cal = self.store.get_meta("calibration") or {}
         out = {"path": path, **self._decision(names, score, votes, top, cal)}

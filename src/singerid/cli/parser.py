@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--instrumentals", metavar="TABLE_OR_DIR",
                    help="instrumentals for remix and --mix-instrumentals (a tracks table or a folder of audio); "
                         "default: the table's stem=instrumental rows")
+    t.add_argument("--asnorm-k", type=int, default=10,
+                   help="the scoring backend's AS-norm: top-k cohort scores (0: cosine scores; default: 10)")
     t.add_argument("--scoring", choices=["wccn", "lda", "center", "none"],
                    help="scoring backend fitted on the training table at the end, stored in the checkpoint; "
                         "default: the preset's (voice: wccn; others: none)")
@@ -141,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="include kind=cloned rows, labelled with the singer they imitate (default: on)")
     g.add_argument("--workers", type=int, default=2, help="decoding workers (default: 2)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: cpu)")
+    g.add_argument("--instrumentals", metavar="TABLE_OR_DIR",
+                   help="also fit on each row remixed onto these instrumentals and separated again (default: the "
+                        "table's stem=instrumental rows; none: no remixed views)")
+    g.add_argument("--separate", choices=["none", "spleeter", "demucs"], default="spleeter",
+                   help="separation of the remixed views (default: spleeter)")
+    g.add_argument("--asnorm-k", type=int, default=10,
+                   help="AS-norm against the training singers: top-k cohort scores (0: cosine scores; default: 10)")
 
     r = sub.add_parser("train-vad", help="train the vocal-activity model that chooses windows of unseparated audio")
     r.add_argument("--manifest", required=True, action="append",

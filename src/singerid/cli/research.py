@@ -33,10 +33,16 @@ def cmd_fit_scoring(a) -> int:
     from ..data.manifest import load_tracks
     from ..embed import load_embedder
     from ..models import save_model
-    from ..train.recipe import fit_backend
+    from ..separation import load_separator
+    from ..train.recipe import fit_backend, instrumental_table
+    from ..weights import home
 
     emb = load_embedder(a.backend, a.checkpoint, a.device)
-    backend = fit_backend(emb, load_tracks(a.manifest), a.kind, a.clones, a.workers)
+    tracks = load_tracks(a.manifest)
+    insts = None if a.instrumentals == "none" else instrumental_table(a.instrumentals, tracks)
+    sep = None if a.separate == "none" else load_separator(a.separate, a.device, home() / "separated")
+    backend = fit_backend(emb, tracks, a.kind, a.clones, a.workers, instrumentals=insts, separator=sep,
+                          asnorm_k=a.asnorm_k)
     folder = save_model(Path(a.out), emb.model, {"fitted_from": a.checkpoint or a.backend, "manifest": a.manifest})
     backend.save(folder)
     print(f"wrote {folder}: {emb.name} + {a.kind} scoring backend ({backend.info['n']} embeddings, "

@@ -68,6 +68,7 @@ class TrainConfig:
     freeze: tuple[str, ...] | None = None  # fnmatch patterns of parameter names kept frozen, e.g. "encoder.lstm.*_l0"
     encoder_lr: float | None = None  # learning rate of encoder.* parameters (default: lr)
     scoring: str | None = None  # scoring backend fitted on the training table at the end: wccn | lda | center | none
+    asnorm_k: int = 10  # the scoring backend's AS-norm: top-k cohort scores (0: cosine scores)
     seconds: float | None = None  # length of a training view (default 6 s, the paper's segment)
 
     def resolved(self) -> "TrainConfig":
@@ -221,7 +222,7 @@ def train(cfg: TrainConfig) -> Path:
     if saved_at != step or not (out / "latest.json").exists():
         checkpoint()
     if ctx.is_main and cfg.scoring != "none":
-        fit_run_backend(out, tracks, cfg.scoring, cfg.clones)
+        fit_run_backend(out, tracks, cfg)
     dist.barrier(ctx)
     dist.cleanup(ctx)
     return out

@@ -118,7 +118,7 @@ def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool
     rows = backend_rows(tracks, clones)
     plain = type(embedder)(embedder.model, embedder.name, None, embedder.device)  # no backend on top
     views = [(w.emb, w.track) if w.error is None and len(w.emb) and w.track is not None else None
-             for w in embed_files(plain, list(rows["path"]), None, workers=workers, progress=progress)]
+             for w in embed_files(plain, list(rows["path"]), None, workers=workers, progress=progress, vad=None)]
     labels = list(rows["singer"])
     if instrumentals is not None and len(instrumentals) and separator is not None:
         waves = []
