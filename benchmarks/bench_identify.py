@@ -4,6 +4,7 @@ whole-track `embed_utterance` of the same file, run from a scratch venv (never a
 
     python -m venv /tmp/rvenv && /tmp/rvenv/bin/pip install torch==2.13.0 resemblyzer "setuptools<70"
     python benchmarks/bench_identify.py [--track FILE] [--peer-python /tmp/rvenv/bin/python] [--threads N]
+        [--checkpoint RUN]   # also a checkpoint read without separation, e.g. a distilled student
 
 Without --track, a real dev mixture is used when ../shared/data/singing-dev is present (else a synthetic one).
 Each configuration runs in a fresh process, after a warm-up identify, so its times and peak RSS are its own; the
@@ -41,11 +42,14 @@ def child(folder: str, track: str, separate: str, threads: int | None) -> None:
     from singerid.audio.io import FFMPEG_FIRST, _check_path, _decode_av, _decode_sf, _resample
     from singerid.catalogue import Catalogue
     from singerid.data.manifest import load_tracks
-    from singerid.embed import separated_vocal_windows
+    from singerid.voiced import separated_vocal_windows
     from singerid.vad import vocal_windows
     from singerid.audio import cut_windows, peak_normalise
 
-    cat = Catalogue.create(Path(folder) / f"cat-{separate}", backend="voice", separate=separate)
+    ckpt = separate.split("=", 1)[1] if separate.startswith("checkpoint=") else None  # e.g. a distilled student
+    separate = "none" if ckpt else separate
+    cat = Catalogue.create(Path(folder) / f"cat-{separate}{'-ckpt' if ckpt else ''}", backend="voice", checkpoint=ckpt,
+                           separate=separate)
     cat.enroll(load_tracks(Path(folder) / "data" / "tracks.csv"), progress=False)
     if cat.separator is not None:
         cat.separator.cache_dir = None  # measure the separation, not a cache
@@ -74,7 +78,7 @@ def child(folder: str, track: str, separate: str, threads: int | None) -> None:
         t["separation + vocal activity"] = time.perf_counter() - t0
     else:
         starts = vocal_windows(wave, None, 6.0)
-        from singerid.embed import MAX_WINDOWS, spread
+        from singerid.voiced import MAX_WINDOWS, spread
 
         starts = spread(starts, MAX_WINDOWS)
         windows = cut_windows(wave, starts, 6.0)
@@ -121,6 +125,7 @@ def main() -> None:
     ap.add_argument("--track", help="audio file to identify (default: a 3-min dev mixture, else synthetic)")
     ap.add_argument("--peer-python", default="/tmp/rvenv/bin/python", help="python of a venv with resemblyzer")
     ap.add_argument("--threads", type=int, help="torch threads (default: singerid's CPU policy)")
+    ap.add_argument("--checkpoint", help="also time this checkpoint without separation (e.g. a distilled student)")
     ap.add_argument("--child", nargs=3)
     a = ap.parse_args()
     if a.child:
@@ -137,7 +142,7 @@ def main() -> None:
         peer = peer_time(a.peer_python, track) if Path(a.peer_python).is_file() else None
         if peer:
             print(f"  peer Resemblyzer: preprocess_wav {peer[0]:.2f} s + embed_utterance {peer[1]:.2f} s")
-        for sep in ("none", "spleeter"):
+        for sep in ("none", "spleeter") + ((f"checkpoint={a.checkpoint}",) if a.checkpoint else ()):
             cmd = [sys.executable, __file__, "--child", d, track, sep] + (["--threads", str(a.threads)] if a.threads else [])
             out = subprocess.run(cmd, capture_output=True, text=True)
             line = [x for x in out.stdout.splitlines() if x.startswith("{")]
@@ -151,7 +156,8 @@ def main() -> None:
             if peer:
                 vs = (f"; {st['total'] / peer[1]:.2f}x the peer's embed_utterance, "
                       f"{st['total'] / sum(peer):.2f}x its load + embed")
-            print(f"  separation {sep:8s}: {st['total']:6.2f} s end to end ({seconds / st['total']:.0f}x real time), "
+            label = "none, " + Path(sep.split("=", 1)[1]).name if sep.startswith("checkpoint=") else sep
+            print(f"  separation {label:8s}: {st['total']:6.2f} s end to end ({seconds / st['total']:.0f}x real time), "
                   f"{r['windows']} windows, {r['threads']} thread(s), peak RSS {r['peak_rss_mb']:.0f} MB{vs}")
             print(f"    stages (s): {stages}")
 

@@ -7,9 +7,12 @@ Each system is then scored on the standard protocols (make_protocols.py): the en
 singers: the closed set of the protocol), the queries of fold k's held-out singers only. Pooled over the folds, every
 query is scored once, by a model that never heard its singer.
 
-Systems: `voice` (the pretrained encoder), `scoring` (pretrained + a WCCN backend fitted on the fold's training
-table), `adapted` (`singerid train --config voice --mode vocal` on the fold's table: the recipe), and the peer
+Systems: `voice` (the pretrained encoder), `scoring` (pretrained + the scoring backend fitted on the fold's training
+table: WCCN on its tracks and their remixes onto --instrumentals separated again, then AS-norm against the
+training singers), `adapted` (`singerid train --config voice --mode vocal` on the fold's table: the recipe), and the peer
 (Resemblyzer's own embed_utterance, from benchmarks/peer_resemblyzer.py's --json), plus any `--extra NAME=ARGS`.
+Every system is scored with Spleeter in front, except `NAME@none` (e.g. `voice@none`) and checkpoints that read raw
+mixtures (a distilled student, `--mode distill`), which are scored on the raw audio.
 
     python benchmarks/dev_folds.py --proto /tmp/proto --out /tmp/folds [--peer /tmp/peer.json] [--systems voice scoring adapted]
 """
@@ -128,18 +131,21 @@ def main() -> None:
         print(f"fold {k}: {len(held)} held-out singers: {', '.join(held)}", flush=True)
         for system in a.systems + list(extra):
             t0 = time.time()
-            if system == "voice":
+            base, _, how = system.partition("@")  # NAME@none: the same system scored without separation
+            if base == "voice":
                 emb = load_embedder("voice")
-            elif system == "scoring":
-                cli(["fit-scoring", "--manifest", str(train_csv), "--out", str(fold / "scoring")])
+            elif base == "scoring":
+                cli(["fit-scoring", "--manifest", str(train_csv), "--out", str(fold / "scoring"),
+                     "--instrumentals", a.instrumentals])
                 emb = load_embedder(checkpoint=str(fold / "scoring"))
             else:
-                run = fold / system
+                run = fold / base
                 if not (run / "latest.json").exists():
                     cli(["train", "--manifest", str(train_csv), "--config", "voice", "--mode", "vocal", "--out", str(run),
-                         "--instrumentals", a.instrumentals] + shlex.split(extra.get(system, "")))
+                         "--instrumentals", a.instrumentals] + shlex.split(extra.get(system, extra.get(base, ""))))
                 emb = load_embedder(checkpoint=str(run))
-            r = score(emb, Path(a.proto), held, sep, cache)
+            raw = how == "none" or emb.reads_mixtures  # a distilled student reads the raw mixtures
+            r = score(emb, Path(a.proto), held, None if raw else sep, cache)
             results.setdefault(system, {})[str(k)] = r
             results_file.write_text(json.dumps(results))
             print(f"  {system:10s} " + "  ".join(f"{p} {100 * r[p]['top1']:5.1f}" for p in PROTOCOLS)

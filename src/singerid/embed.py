@@ -49,9 +49,12 @@ class ModelEmbedder:
 
     TRACK_CHUNK = 30 * 16000  # a long voiced track is embedded in pieces of this many samples
 
-    def __init__(self, model, name: str, backend=None, device: str = "cpu", batch_size: int = 32):
+    def __init__(self, model, name: str, backend=None, device: str = "cpu", batch_size: int = 32,
+                 space: str | None = None, reads_mixtures: bool = False):
         self.model, self.name, self.backend = model.to(device).eval(), name, backend
         self.device, self.batch_size = device, batch_size
+        self.space = space or f"preset:{name}"  # models sharing a space can query each other's catalogues
+        self.reads_mixtures = reads_mixtures  # a distilled student: no separation in front of it
         self.dim = backend.dim if backend is not None else model.cfg.embed_dim
         self.sample_rate, self.window_seconds = model.sample_rate, WINDOW_SECONDS
 
@@ -59,10 +62,12 @@ class ModelEmbedder:
     def from_checkpoint(cls, path: str | os.PathLike, device: str | None = None) -> "ModelEmbedder":
         from .models import load_model, resolve_checkpoint
         from .models.backend import ScoringBackend
+        from .models.identity import embedding_space, reads_mixtures
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return cls(load_model(path, device), f"checkpoint:{Path(path).name}",
-                   ScoringBackend.load(resolve_checkpoint(path)), device)
+                   ScoringBackend.load(resolve_checkpoint(path)), device, space=embedding_space(checkpoint=path),
+                   reads_mixtures=reads_mixtures(path))
 
     def _finish(self, emb: np.ndarray) -> np.ndarray:
         return self.backend.apply(emb) if self.backend is not None else emb

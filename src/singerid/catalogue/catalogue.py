@@ -49,15 +49,43 @@ class Catalogue:
                            separate=separate, index_kind=index_kind, version=1)
         cat = cls(store, device)
         store.set_meta(dim=cat.embedder.dim)
+        if store.get_meta("model") is None:
+            store.set_meta(model=_model_meta(cat.embedder))
         return cat
 
     @classmethod
-    def open(cls, folder: str | os.PathLike, device: str = "cpu") -> "Catalogue":
+    def open(cls, folder: str | os.PathLike, device: str = "cpu", backend: str | None = None,
+             checkpoint: str | None = None) -> "Catalogue":
         """Open a catalogue; one changed since its last calibration (e.g. an enrolment killed before the end) is
-        calibrated now, so no answer goes out without an "unknown"."""
+        calibrated now, so no answer goes out without an "unknown". With `backend` or `checkpoint`, queries are
+        embedded by that model instead of the enrolling one: it must write into the same embedding space (e.g. a
+        distilled student and its teacher), else ValueError."""
         cat = cls(Store(folder), device)
+        if backend or checkpoint:
+            cat.use_model(backend, checkpoint)
         cat.ensure_calibrated(stale=True)
         return cat
+
+    def model(self) -> dict:
+        """Which model enrolled the catalogue: {name, space, input} (computed for catalogues made before it was
+        recorded)."""
+        return self.store.get_meta("model") or _model_meta(self._enrolling_embedder())
+
+    def _enrolling_embedder(self):
+        from ..embed import load_embedder
+
+        return load_embedder(self.store.get_meta("backend"), self.store.get_meta("checkpoint"), self.device)
+
+    def use_model(self, backend: str | None = None, checkpoint: str | None = None) -> None:
+        """Embed queries with another model of the catalogue's embedding space (refused otherwise)."""
+        from ..embed import load_embedder
+
+        emb = load_embedder(backend, checkpoint, self.device)
+        mine = self.model()
+        if emb.space != mine["space"] or emb.dim != int(self.store.get_meta("dim", emb.dim)):
+            raise ValueError(f"{emb.name} does not share the embedding space of the model that enrolled this catalogue "
+                             f"({mine['name']}): query with that model, or enrol the singers again with this one")
+        self._embedder, self._separator = emb, None
 
     def ensure_calibrated(self, stale: bool = False) -> None:
         """Calibrate when there is no calibration (or, with `stale`, when tracks changed since the last one)."""
@@ -83,13 +111,13 @@ class Catalogue:
     @property
     def embedder(self):
         if self._embedder is None:
-            from ..embed import load_embedder
-
-            self._embedder = load_embedder(self.store.get_meta("backend"), self.store.get_meta("checkpoint"), self.device)
+            self._embedder = self._enrolling_embedder()
         return self._embedder
 
     @property
     def separator(self):
+        if getattr(self.embedder, "reads_mixtures", False):
+            return None  # a distilled student reads the raw mixture
         if self._separator is None:
             from ..separation import load_separator, resolve_name
 
@@ -298,6 +326,11 @@ class Catalogue:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _model_meta(embedder) -> dict:
+    return {"name": embedder.name, "space": getattr(embedder, "space", f"preset:{embedder.name}"),
+            "input": "mixture" if getattr(embedder, "reads_mixtures", False) else "vocals"}
 
 
 def _kind(row) -> str:

@@ -30,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a singer-level contrastive embedding model")
     t.add_argument("--manifest", required=True, help="tracks table (CSV or Parquet)")
-    t.add_argument("--mode", choices=["mixture", "vocal", "hybrid"], default="vocal",
-                   help="positive pairs from mixtures, vocal stems, or each side at random")
+    t.add_argument("--mode", choices=["mixture", "vocal", "hybrid", "distill"], default="vocal",
+                   help="positive pairs from mixtures, vocal stems, or each side at random; distill: a student that "
+                        "reads mixtures, taught by --teacher's embeddings of the clean vocals")
     t.add_argument("--config", default="tiny", help="model preset (see `singerid models`) or a JSON file")
     t.add_argument("--out", required=True, help="run folder (checkpoints, log.csv)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
@@ -65,6 +66,28 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--scoring", choices=["wccn", "lda", "center", "none"],
                    help="scoring backend fitted on the training table at the end, stored in the checkpoint; "
                         "default: the preset's (voice: wccn; others: none)")
+    t.add_argument("--freeze", metavar="PATTERNS",
+                   help="comma-separated fnmatch patterns of parameters kept frozen, e.g. 'encoder.lstm.*_l0' or "
+                        "'none'; default: the preset's (distill: none)")
+    t.add_argument("--encoder-lr", type=float, help="learning rate of encoder.* parameters (default: the preset's)")
+    t.add_argument("--seconds", type=float, help="length of a training view in seconds (default: the preset's)")
+    t.add_argument("--teacher", metavar="RUN_OR_PRESET",
+                   help="distill: the frozen teacher (a trained run or checkpoint, or a pretrained preset: voice); "
+                        "the student starts from its weights and shares its embedding space")
+    t.add_argument("--vda", type=float, nargs=2, default=(-6.0, 12.0), metavar=("LO", "HI"),
+                   help="distill: vocal-to-accompaniment ratio range of the mixtures, dB")
+    t.add_argument("--distill-loss", choices=["cosine", "mse", "both"], default="cosine",
+                   help="distill: distance to the teacher's embeddings")
+    t.add_argument("--distill-nce", type=float, default=1.0, metavar="WEIGHT",
+                   help="distill: weight of the contrastive term (each mixture unit nearer its own clean vocal's "
+                        "teacher embedding than the batch's others; 0: off)")
+    t.add_argument("--distill-gaps", choices=["mean", "skip"], default="mean",
+                   help="distill: 1.6-s units without voice are taught the teacher's mean voice embedding, or skipped")
+    t.add_argument("--distill-contrastive", type=float, default=0.0, metavar="WEIGHT",
+                   help="distill: weight of the singer-level NT-Xent on the student's mixtures (0: off)")
+    t.add_argument("--val-instrumentals", type=int, default=0, metavar="N",
+                   help="distill: hold N instrumentals out; the validation cosine to the teacher is measured on them "
+                        "(0: on the training instrumentals)")
 
     e = sub.add_parser("embed", help="embed every 6-s window of a tracks table into Parquet")
     e.add_argument("--checkpoint", help="run folder from `train --out`, a checkpoint folder or file")
@@ -106,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="training songs a singer needs (plus a held-out test song and validation song)")
         topk_arg(w)
         backend_args(w)
+        if name == "analyse":
+            w.add_argument("--only-similarity", action="store_true",
+                           help="only the similarity study (paper Fig. 4) over every mixture row with vocals_path and "
+                                "accompaniment_path: no splits or heads; the stems are embedded over the mixture's spans")
 
     c = sub.add_parser("convert-splits", help="FMA / MTG-Jamendo split JSON files (authors' schema) -> tracks table")
     c.add_argument("--format", choices=["fma", "mtg"], required=True, help="which dataset's split files")
@@ -175,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--top", type=int, default=5, help="candidates listed per file")
     i.add_argument("--json", action="store_true", help="print one JSON list (one object per file)")
     i.add_argument("--device", default="cpu", help="torch device")
+    i.add_argument("--checkpoint", help="query with this checkpoint instead of the model that enrolled the catalogue; "
+                                        "it must share its embedding space (e.g. a distilled student and its teacher)")
+    i.add_argument("--backend", help="query with this pretrained preset instead (same rule)")
 
     y = sub.add_parser("verify", help="same singer? two files, or EER/minDCF over a trial list")
     y.add_argument("files", nargs="*", help="two audio files")

@@ -145,7 +145,7 @@ def cmd_identify(a) -> int:
     from .. import CAVEAT
     from ..catalogue import Catalogue
 
-    cat = Catalogue.open(a.catalogue, a.device)
+    cat = Catalogue.open(a.catalogue, a.device, a.backend, a.checkpoint)
     from ..progress import log_progress
 
     results, failed = [], 0

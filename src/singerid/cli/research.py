@@ -21,11 +21,19 @@ def cmd_train(a) -> int:
         max_epochs=a.max_epochs, num_workers=a.workers, device=a.device, ckpt_every=a.ckpt_every,
         tensorboard=a.tensorboard, separate=a.separate,
         mix_instrumentals=a.mix_instrumentals, clones=a.clones, instrumentals=a.instrumentals, scoring=a.scoring,
-        augment=None if a.augment is None else tuple(n for n in a.augment.split(",") if n.strip() not in ("", "none")),
+        asnorm_k=a.asnorm_k, augment=_names(a.augment), freeze=_names(a.freeze), encoder_lr=a.encoder_lr, seconds=a.seconds,
+        teacher=a.teacher, vda=tuple(a.vda), distill_loss=a.distill_loss, distill_contrastive=a.distill_contrastive,
+        distill_nce=a.distill_nce, distill_gaps=a.distill_gaps,
+        val_instrumentals=a.val_instrumentals,
     )
     out = train(cfg)
     print(f"checkpoint: {out} (use with --checkpoint {out})")
     return 0
+
+
+def _names(v: str | None) -> tuple[str, ...] | None:
+    """'a,b' → ("a", "b"); 'none' → (); None → None (the preset's)."""
+    return None if v is None else tuple(n.strip() for n in v.split(",") if n.strip() not in ("", "none"))
 
 
 @command
@@ -118,9 +126,15 @@ def cmd_sweep(a) -> int:
 
 @command
 def cmd_analyse(a) -> int:
-    from ..eval.protocol import run_analyses
+    from ..eval.protocol import run_analyses, run_stem_similarity
 
     tracks, emb, cfg = _experiment(a)
+    if getattr(a, "only_similarity", False):
+        sim = run_stem_similarity(tracks, emb, a.out, _cache_dir(a), a.workers, _separator(a), a.seed)
+        print(f"{emb.name}: mixture vs own vocal {sim['mix/vocal']['mean']:.3f}, own instrumental "
+              f"{sim['mix/instru']['mean']:.3f}, same singer {sim.get('mix/same', {}).get('mean', float('nan')):.3f}, "
+              f"other singer {sim.get('mix/other', {}).get('mean', float('nan')):.3f}; report in {a.out}/report.md")
+        return 0
     r = run_analyses(tracks, emb, cfg, a.out, _cache_dir(a), a.workers, a.min_train, _separator(a))
     print(f"analyses of {r['classes']} singers written to {a.out}/report.md")
     return 0

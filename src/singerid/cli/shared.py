@@ -6,6 +6,11 @@ def _separator(a):
     from ..separation import load_separator, resolve_name
     from ..weights import home
 
+    if a.separate == "auto" and getattr(a, "checkpoint", None):
+        from ..models.identity import reads_mixtures
+
+        if reads_mixtures(a.checkpoint):  # a distilled student reads the raw mixture
+            return None
     name = resolve_name(a.separate)
     if name in ("none", "given"):
         return None

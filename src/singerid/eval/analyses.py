@@ -146,3 +146,36 @@ def table(stats: dict[str, dict], label: str) -> str:
 
 def save_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=1, default=float))
+
+
+STEM_PAIRS = ("mix/vocal", "mix/instru", "mix/same", "mix/other", "mix/mix")
+
+
+def stem_similarity(mix: dict[str, Windows], stems: dict[str, Windows], rows: list[dict], seed: int = 0) -> dict:
+    """The paper's Fig. 4 over every mixture with its stems: mean all-pairs cosine of a mixture's windows with its own
+    vocal stem's windows over the same spans (mix/vocal), its own instrumental's (mix/instru), another take of the
+    same singer (mix/same: another song's mixture when there is one, else another take), another singer's mixture
+    (mix/other), and its own other windows (mix/mix). `rows`: [{path, singer, song, vocals, accompaniment}]."""
+    rng = np.random.default_rng(seed)
+    ok = [r for r in rows if mix.get(r["path"]) is not None and mix[r["path"]].error is None and len(mix[r["path"]].emb)]
+    acc: dict[str, list[float]] = {k: [] for k in STEM_PAIRS}
+
+    def cos(a: np.ndarray, w: Windows | None) -> float | None:
+        return None if w is None or w.error or not len(w.emb) else float((a @ w.emb.T).mean())
+
+    for r in ok:
+        e = mix[r["path"]].emb
+        same = [o for o in ok if o["singer"] == r["singer"] and o["path"] != r["path"]]
+        same = [o for o in same if o["song"] != r["song"]] or same
+        other = [o for o in ok if o["singer"] != r["singer"]]
+        vals = {"mix/vocal": cos(e, stems.get(r["vocals"])), "mix/instru": cos(e, stems.get(r["accompaniment"])),
+                "mix/same": cos(e, mix[same[int(rng.integers(len(same)))]["path"]]) if same else None,
+                "mix/other": cos(e, mix[other[int(rng.integers(len(other)))]["path"]]) if other else None,
+                "mix/mix": float((e @ e.T)[~np.eye(len(e), dtype=bool)].mean()) if len(e) > 1 else None}
+        for k, v in vals.items():
+            if v is not None:
+                acc[k].append(v)
+    out = {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)} for k, v in acc.items() if v}
+    if "mix/vocal" in out and "mix/instru" in out:
+        out["inverted"] = out["mix/instru"]["mean"] > out["mix/vocal"]["mean"]  # the paper's Mixture-model finding
+    return out

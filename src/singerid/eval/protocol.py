@@ -9,8 +9,8 @@ import pandas as pd
 
 from ..data.manifest import singers_of
 from ..embed import Embedder
-from .analyses import (bucket_of, by_group, plot_groups, plot_similarity, save_json, similarity_study, table,
-                       write_report)
+from .analyses import (bucket_of, by_group, plot_groups, plot_similarity, save_json, similarity_study, stem_similarity,
+                       table, write_report)
 from .cache import Windows, embed_files, reads_raw
 from .experiments import ExperimentConfig, resolve_counts, sweep
 from .splits import fix_val_windows, make_splits, save_splits
@@ -116,3 +116,35 @@ def run_analyses(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig
     save_json(out / "analyses.json", result)
     write_report(out, f"singerid analyses: {embedder.name}, {n} singers, {cfg.runs} runs", report)
     return result
+
+
+def run_stem_similarity(tracks: pd.DataFrame, embedder: Embedder, out_dir: str | Path, cache_dir=None, workers: int = 2,
+                        separator=None, seed: int = 0) -> dict:
+    """The Fig. 4 study alone, over every row with a vocals_path and an accompaniment_path (no splits needed): the
+    mixtures embedded as the model reads them (`separator` in front, if any), the stems as they are, over the same
+    spans as their mixture's windows. Writes stems.json, stems.png and report.md."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    have = (tracks.get("vocals_path", "") != "") & (tracks.get("accompaniment_path", "") != "")
+    rows = [{"path": r["path"], "singer": r["singer"], "song": r["song"], "vocals": r["vocals_path"],
+             "accompaniment": r["accompaniment_path"]} for _, r in tracks[have].iterrows()]
+    if len({r["singer"] for r in rows}) < 2:
+        raise ValueError("the similarity study needs mixtures of 2+ singers with vocals_path and accompaniment_path")
+    mix = dict(zip([r["path"] for r in rows], embed_files(embedder, [r["path"] for r in rows], cache_dir,
+                                                             workers=workers, separator=separator)))
+    stem_paths, stem_starts = [], []
+    for r in rows:
+        starts = [float(s) for s in mix[r["path"]].starts] or None
+        for p in (r["vocals"], r["accompaniment"]):
+            stem_paths.append(p)
+            stem_starts.append(starts)
+    wins = embed_files(embedder, stem_paths, cache_dir, starts=stem_starts, workers=workers)
+    stems = dict(zip(stem_paths, wins))
+    sim = stem_similarity(mix, stems, rows, seed)
+    plot_similarity({k: v for k, v in sim.items() if isinstance(v, dict)}, out / "stems.png")
+    save_json(out / "stems.json", {"backend": embedder.name, "separation": getattr(separator, "name", "none"), **sim})
+    body = "\n".join(["| mixture vs | mean cosine | std | mixtures |", "|---|---:|---:|---:|"]
+                     + [f"| {k} | {v['mean']:.3f} | {v['std']:.3f} | {v['n']} |" for k, v in sim.items() if isinstance(v, dict)])
+    write_report(out, f"singerid analyse --only-similarity: {embedder.name}",
+                 [("Mixture vs its stems (paper Fig. 4)", body + "\n\n![stems](stems.png)")])
+    return sim

@@ -70,6 +70,14 @@ class TrainConfig:
     scoring: str | None = None  # scoring backend fitted on the training table at the end: wccn | lda | center | none
     asnorm_k: int = 10  # the scoring backend's AS-norm: top-k cohort scores (0: cosine scores)
     seconds: float | None = None  # length of a training view (default 6 s, the paper's segment)
+    # mode "distill" (train/distill.py): a mixture-reading student taught by a frozen teacher's clean-vocal embeddings
+    teacher: str | None = None  # a trained run / checkpoint, or a pretrained preset (voice)
+    vda: tuple[float, float] = (-6.0, 12.0)  # vocal-to-accompaniment ratio range of the mixtures, dB
+    distill_loss: str = "cosine"  # cosine | mse | both
+    distill_nce: float = 1.0  # weight of the contrastive distillation term (own teacher unit vs the batch's others)
+    distill_gaps: str = "mean"  # units without voice: taught the teacher's mean voice ("mean") or not scored ("skip")
+    distill_contrastive: float = 0.0  # weight of the singer-level NT-Xent on the student's mixtures (0: off)
+    val_instrumentals: int = 0  # instrumentals held out for the validation cosine (0: validate on the training ones)
 
     def resolved(self) -> "TrainConfig":
         """Fill the None training settings from the model preset, then the paper's defaults."""
@@ -136,6 +144,10 @@ def _step_loss(model, waves: torch.Tensor, temperature: float) -> dict[str, torc
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) a training run; returns the run folder (usable as `--checkpoint`)."""
+    if cfg.mode == "distill":
+        from .distill_run import distill
+
+        return distill(cfg)
     cfg = cfg.resolved()
     ctx = dist.setup(cfg.device)
     out = Path(cfg.out)

@@ -1,0 +1,277 @@
+"""Separation-free identification: a student that reads the *mixture*, distilled from a frozen teacher that reads the
+*clean vocal* of the same span (issue 11).
+
+Per step, vocal windows (real or cloned stems; no singer labels needed) are mixed onto random windows of real
+instrumentals at a random vocal-to-accompaniment ratio (VDA, default −6…+12 dB); the student (initialised with the
+teacher's weights) sees the mixture, the teacher the clean vocal. Loss: cosine distance (or MSE) between the student's
+and the teacher's embeddings of every voiced unit (the GE2E's 1.6-s partials, whose mean is the window and track
+embedding; an AST's 6-s window), optionally plus the singer-level NT-Xent on the student's mixture projections
+(`distill_contrastive` > 0: the batch is then made of same-singer pairs from two songs). The target holds no
+accompaniment, so the instrumental shortcut of the paper's Mixture model (its Fig. 4) earns nothing.
+
+The student checkpoint is self-describing: `distilled` names its teacher, `input: mixture` tells identify/evaluate to
+skip separation, `embedding_space` is the teacher's (a catalogue enrolled with one can be queried with the other), and
+the teacher's scoring backend is copied beside it (same space). The run itself (settings, loop, checkpoints) is
+`distill_run.py`.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+from ..audio import AudioError, audio_info, read_window
+from ..data.manifest import vocal_source
+from ..data.pairs import PairBatches
+from ..losses import nt_xent
+from ..models import create_model, get_config, load_model, resolve_checkpoint
+from ..models.identity import embedding_space
+
+log = logging.getLogger(__name__)
+
+SILENT_DBFS = -45.0  # a vocal (or instrumental) window quieter than this is redrawn
+NCE_TEMPERATURE = 0.07
+ACTIVE_REL = 0.1  # a unit (partial) whose clean-vocal RMS is under this fraction of the window's loudest is not scored
+
+
+# ---------------------------------------------------------------------------------------------------- teacher
+def load_teacher(spec: str, device: str = "cpu"):
+    """A checkpoint (run folder, folder, file) or a preset with pretrained weights (`voice`) → (model in eval mode,
+    frozen; description {"teacher", "embedding_space"}; its scoring backend or None)."""
+    from ..models.backend import ScoringBackend
+
+    p = Path(spec)
+    if p.exists():
+        folder = resolve_checkpoint(p)
+        model, backend = load_model(folder, device), ScoringBackend.load(folder)
+        desc = {"teacher": str(p.resolve()), "embedding_space": embedding_space(checkpoint=str(folder))}
+    else:
+        try:
+            cfg = get_config(spec)
+        except KeyError:
+            raise ValueError(f"--teacher {spec!r}: neither a checkpoint nor a model preset") from None
+        if not cfg.pretrained:
+            raise ValueError(f"--teacher {spec!r}: the preset has no pretrained weights; train it first and pass the run")
+        model, backend = create_model(cfg).to(device), None
+        desc = {"teacher": spec, "embedding_space": embedding_space(preset=spec)}
+    model.eval().requires_grad_(False)
+    return model, desc, backend
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def vocal_files(tracks: pd.DataFrame) -> list[tuple[str, str, float]]:
+    """Every readable vocal stem of the table (real and cloned, any singer): [(path, singer, duration s)]."""
+    rows = tracks[tracks["stem"] != "instrumental"]
+    paths = {}
+    for _, r in rows.iterrows():
+        v = vocal_source(r)
+        if v and v not in paths:
+            paths[v] = str(r["singer"])
+    out = []
+    for p, s in sorted(paths.items()):
+        try:
+            out.append((p, s, audio_info(p).duration))
+        except AudioError as e:
+            log.warning("vocal stem skipped: %s", e)
+    if not out:
+        raise ValueError("distillation needs vocal stems (stem=vocals rows or a vocals_path column)")
+    return out
+
+
+def instrumental_files(insts: pd.DataFrame) -> list[tuple[str, float]]:
+    out = []
+    for p in sorted(set(insts["path"])):
+        try:
+            out.append((p, audio_info(p).duration))
+        except AudioError as e:
+            log.warning("instrumental skipped: %s", e)
+    if not out:
+        raise ValueError("distillation needs instrumentals (stem=instrumental rows, or --instrumentals)")
+    return out
+
+
+def split_instrumentals(insts: list, n_val: int, seed: int) -> tuple[list, list]:
+    """(training, held-out validation) instrumentals: `n_val` drawn with the seed; none held out → validation reuses
+    the training instrumentals."""
+    if n_val <= 0:
+        return insts, insts
+    if n_val >= len(insts):
+        raise ValueError(f"cannot hold out {n_val} of {len(insts)} instrumentals")
+    held = set(np.random.default_rng([seed, 7]).choice(len(insts), n_val, replace=False).tolist())
+    return [x for i, x in enumerate(insts) if i not in held], [x for i, x in enumerate(insts) if i in held]
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+class DistillBatches(Dataset):
+    """Index = step → {"mixture" [B, T], "vocal" [B, T], "accompaniment" [B, T], "vda" [B], "singers" [B]}.
+
+    `vocal` is the clean window the teacher reads (peak-normalised); `mixture` = its vocal + `accompaniment` (a random
+    instrumental window scaled to a VDA drawn in `vda_db`), augmented when an augmenter is given, peak-normalised;
+    `accompaniment` is the instrumental part at the mixture's scale (before any augmentation). A pure function of
+    (seed, step). With `pairs` (a vocal-mode PairBatches), views 2i and 2i+1 are two songs of one singer."""
+
+    def __init__(self, vocals: list[tuple[str, str, float]], instrumentals: list[tuple[str, float]], batch: int,
+                 seed: int, steps: int, seconds: float, vda_db: tuple[float, float] = (-6.0, 12.0),
+                 sample_rate: int = 16000, augment=None, pairs: PairBatches | None = None):
+        self.vocals, self.insts, self.batch, self.seed, self.steps = vocals, instrumentals, batch, seed, steps
+        self.seconds, self.vda_db, self.sr, self.augment, self.pairs = seconds, tuple(vda_db), sample_rate, augment, pairs
+        w = np.array([d for _, _, d in vocals], float)
+        self.weights = w / w.sum()  # a file is drawn in proportion to its length
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def plan(self, step: int) -> list[tuple[str, str, tuple | None]]:
+        """[(vocal path, singer, vocal_segs)] of the batch."""
+        if self.pairs is not None:
+            return [(s.path, singer, s.vocal_segs) for singer, a, b in self.pairs.plan(step) for s in (a, b)]
+        rng = np.random.default_rng([self.seed, step])
+        idx = rng.choice(len(self.vocals), size=self.batch, p=self.weights)
+        return [(self.vocals[i][0], self.vocals[i][1], None) for i in idx]
+
+    def __getitem__(self, step: int) -> dict:
+        rng = np.random.default_rng([self.seed, step, 1])
+        items = [self.example(path, segs, rng) for path, _, segs in self.plan(step)]
+        out = {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in ("mixture", "vocal", "accompaniment")}
+        out["vda"] = torch.tensor([it["vda"] for it in items], dtype=torch.float32)
+        out["singers"] = [s for _, s, _ in self.plan(step)]
+        return out
+
+    def _window(self, path: str, duration: float, rng, segs=None) -> np.ndarray:
+        """A window of `path` louder than SILENT_DBFS (a few redraws, then the loudest drawn)."""
+        best = None
+        for _ in range(6):
+            start = float(rng.choice(segs)) if segs else float(rng.uniform(0.0, max(0.0, duration - self.seconds)))
+            x = read_window(path, start, self.seconds, self.sr)
+            if 20 * np.log10(max(_rms(x), 1e-12)) > SILENT_DBFS:
+                return x
+            best = x if best is None or _rms(x) > _rms(best) else best
+        return best
+
+    def example(self, path: str, segs, rng: np.random.Generator) -> dict:
+        dur = next((d for p, _, d in self.vocals if p == path), None) or audio_info(path).duration
+        v = self._window(path, dur, rng, segs).astype(np.float64)
+        ipath, idur = self.insts[int(rng.integers(len(self.insts)))]
+        a = self._window(ipath, idur, rng).astype(np.float64)
+        vda = float(rng.uniform(*self.vda_db))
+        acc = a * np.sqrt(np.mean(v**2) / max(float(np.mean(a**2)), 1e-12) / 10 ** (vda / 10))
+        mix = v + acc
+        scale = 1.0 / max(float(np.abs(mix).max()), 1e-8)
+        mixture = (mix * scale).astype(np.float32)
+        if self.augment is not None:
+            mixture = self.augment(mixture, rng).astype(np.float32)
+            mixture /= max(float(np.abs(mixture).max()), 1e-8)
+        vocal = (v / max(float(np.abs(v).max()), 1e-8)).astype(np.float32)
+        return {"mixture": mixture, "vocal": vocal, "accompaniment": (acc * scale).astype(np.float32), "vda": vda}
+
+
+# ---------------------------------------------------------------------------------------------------- loss
+def units(model, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """wave [B, T] → (unit embeddings [B, U, D], the window's raw embedding [B, D] the projector reads). GE2E: its
+    1.6-s partials (L2-normalised; the window embedding is their normalised mean); others: the window itself (U = 1)."""
+    enc = model.encoder
+    if hasattr(enc, "partials"):
+        parts = enc.partials(model.frontend(wave))
+        return parts, F.normalize(parts.mean(dim=1), dim=-1)
+    raw = model.encode(wave)
+    return raw[:, None], raw
+
+
+def unit_activity(vocal: torch.Tensor, n_units: int) -> torch.Tensor:
+    """[B, T] clean vocal → [B, U] bool: units whose vocal RMS is at least ACTIVE_REL × the window's loudest unit."""
+    from ..models.ge2e import HOP, PARTIAL, partial_starts
+
+    if n_units == 1:
+        return torch.ones(len(vocal), 1, dtype=torch.bool, device=vocal.device)
+    starts = partial_starts(vocal.shape[-1])[:n_units]
+    rms = torch.stack([vocal[:, s * HOP : (s + PARTIAL) * HOP].square().mean(-1).sqrt() for s in starts], dim=1)
+    return rms >= ACTIVE_REL * rms.amax(dim=1, keepdim=True).clamp_min(1e-8)
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, active: torch.Tensor, kind: str = "cosine",
+                 gap_target: torch.Tensor | None = None) -> dict:
+    """Student/teacher unit embeddings [B, U, D] and the active units [B, U] → {"distill_loss", "cosine"}.
+    kind: cosine (1 − cos), mse (squared distance), or both (their sum), over the units with voice. With `gap_target`
+    [D], the units without voice are taught that fixed vector (the teacher's mean voice: no instrumental-dependent
+    direction left in a track's mean), with the same weight per unit."""
+    if kind not in ("cosine", "mse", "both"):
+        raise ValueError(f"distill loss must be cosine, mse or both, got {kind!r}")
+    cos = (F.normalize(student, dim=-1) * F.normalize(teacher, dim=-1)).sum(-1)  # [B, U]
+    w = active.float() / active.float().sum().clamp_min(1.0)
+    if gap_target is not None:
+        teacher = torch.where(active[..., None], teacher, gap_target.expand_as(teacher))
+        w = torch.full_like(w, 1.0 / w.numel())
+    fit = (F.normalize(student, dim=-1) * F.normalize(teacher, dim=-1)).sum(-1)
+    terms = {"cosine": 1 - fit, "mse": (student - teacher).square().sum(-1)}
+    loss = sum(terms[k] for k in (("cosine", "mse") if kind == "both" else (kind,)))
+    wa = active.float() / active.float().sum().clamp_min(1.0)
+    return {"distill_loss": (loss * w).sum(), "cosine": (cos.detach() * wa).sum()}
+
+
+def nce_loss(student: torch.Tensor, teacher: torch.Tensor, active: torch.Tensor, tau: float = NCE_TEMPERATURE):
+    """Contrastive distillation: each voiced student unit [B, U, D] must be closer to its own teacher unit than to
+    the teacher units of the other windows of the batch (units of its own window are left out), so the student keeps
+    what tells voices apart rather than the direction all voices share."""
+    b, u = active.shape
+    s = F.normalize(student[active], dim=-1)  # [N, D]
+    t = F.normalize(teacher[active], dim=-1)
+    win = torch.arange(b, device=active.device)[:, None].expand(b, u)[active]  # [N] window of each unit
+    logits = s @ t.T / tau
+    same = (win[:, None] == win[None]) & ~torch.eye(len(win), dtype=torch.bool, device=win.device)
+    return F.cross_entropy(logits.masked_fill(same, float("-inf")), torch.arange(len(win), device=win.device))
+
+
+def step_loss(student, teacher, batch: dict, cfg, gap_target: torch.Tensor | None = None) -> dict:
+    """One batch → {"loss", "distill_loss", "cosine", ("nce_loss"), ("contrastive_loss")}."""
+    s_units, s_raw = units(student, batch["mixture"])
+    with torch.no_grad():
+        t_units, _ = units(teacher, batch["vocal"])
+    active = unit_activity(batch["vocal"], s_units.shape[1])
+    res = distill_loss(s_units, t_units, active, cfg.distill_loss, gap_target)
+    res["loss"] = res["distill_loss"]
+    if cfg.distill_nce > 0:
+        res["nce_loss"] = nce_loss(s_units, t_units, active)
+        res["loss"] = res["loss"] + cfg.distill_nce * res["nce_loss"]
+    if cfg.distill_contrastive > 0:
+        c = nt_xent(student.projector(s_raw), cfg.temperature)
+        res["contrastive_loss"] = c["contrastive_loss"]
+        res["loss"] = res["loss"] + cfg.distill_contrastive * c["contrastive_loss"]
+    return res
+
+
+@torch.no_grad()
+def mean_voice(teacher, ds: DistillBatches, device, batches: int = 4) -> torch.Tensor:
+    """[D] the teacher's mean unit embedding of clean voiced units (the target of units without voice)."""
+    acc = []
+    for i in range(min(batches, len(ds))):
+        v = ds[i]["vocal"].to(device)
+        t, _ = units(teacher, v)
+        acc.append(t[unit_activity(v, t.shape[1])])
+    return F.normalize(torch.cat(acc).mean(0), dim=-1)
+
+
+@torch.no_grad()
+def identified(student, teacher, batch: dict) -> float:
+    """Share of the batch's mixtures whose window embedding is closest to its own clean vocal's teacher embedding
+    (among the batch's): does the student keep what tells the vocals apart?"""
+    target = F.normalize(units(teacher, batch["vocal"])[1], dim=-1)
+    s = F.normalize(units(student, batch["mixture"])[1], dim=-1)
+    return float(((s @ target.T).argmax(1) == torch.arange(len(s), device=s.device)).float().mean())
+
+
+@torch.no_grad()
+def window_cosines(student, teacher, batch: dict) -> dict[str, float]:
+    """Mean cosine of the window embeddings to the teacher's on the clean vocal: the student's and the teacher's own
+    on the mixture (the no-distillation baseline)."""
+    target = F.normalize(units(teacher, batch["vocal"])[1], dim=-1)
+    s = F.normalize(units(student, batch["mixture"])[1], dim=-1)
+    t = F.normalize(units(teacher, batch["mixture"])[1], dim=-1)
+    return {"student": float((s * target).sum(-1).mean()), "teacher_on_mixture": float((t * target).sum(-1).mean())}

@@ -1,0 +1,174 @@
+"""Separation-free student distilled from the vocal path (issue 11): the mixing batch, a few steps that lower the loss,
+a self-describing student checkpoint, and catalogues shared between a student and its teacher."""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from singerid.catalogue import Catalogue
+from singerid.cli import main
+from singerid.data.manifest import load_tracks
+from singerid.embed import ModelEmbedder
+from singerid.models import create_model, save_model
+from singerid.models.backend import BackendConfig, ScoringBackend
+from singerid.models.identity import embedding_space
+from singerid.train.distill import (
+    DistillBatches,
+    instrumental_files,
+    load_teacher,
+    mean_voice,
+    step_loss,
+    vocal_files,
+)
+from singerid.train.distill_run import resolve
+from singerid.train.loop import TrainConfig, train
+
+
+def _power_db(x: np.ndarray) -> float:
+    return 10 * np.log10(np.mean(x.astype(np.float64) ** 2))
+
+
+def _pool(table: Path):
+    t = load_tracks(table)
+    return vocal_files(t), instrumental_files(pd.DataFrame({"path": t["accompaniment_path"]}))
+
+
+@pytest.fixture(scope="module")
+def teacher(synth_catalogue, tmp_path_factory) -> Path:
+    """A tiny AST checkpoint with a scoring backend: the frozen teacher."""
+    folder = tmp_path_factory.mktemp("teacher") / "ckpt"
+    model = create_model("tiny", seed=0)
+    save_model(folder, model, {"note": "test teacher"})
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, model.cfg.embed_dim)).astype(np.float32)
+    ScoringBackend.fit(x, np.repeat(np.arange(6), 10), BackendConfig(kind="wccn")).save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def student(synth_catalogue, teacher, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("distill") / "run"
+    # the synthetic table has no stem=instrumental rows: its accompaniment stems are the instrumentals
+    t = pd.read_csv(synth_catalogue)
+    insts = out.parent / "insts.csv"
+    pd.DataFrame({"path": [str(Path(synth_catalogue).parent / p) for p in t["accompaniment_path"]],
+                  "singer": "", "stem": "instrumental"}).to_csv(insts, index=False)
+    train(TrainConfig(manifest=str(synth_catalogue), out=str(out), mode="distill", model="tiny", teacher=str(teacher),
+                      batch_pairs=4, lr=1e-3, epoch_steps=4, val_steps=1, max_epochs=3, num_workers=0, device="cpu",
+                      seed=0, instrumentals=str(insts), val_instrumentals=2))
+    return out
+
+
+@pytest.mark.parametrize("vda", [-6.0, 0.0, 9.0])
+def test_batch_mixes_at_the_asked_ratio_with_its_own_clean_vocal(synth_catalogue, vda):
+    vocals, insts = _pool(synth_catalogue)
+    ds = DistillBatches(vocals, insts, batch=6, seed=3, steps=4, seconds=3.0, vda_db=(vda, vda))
+    b = ds[1]
+    mix, voc, acc = (b[k].numpy() for k in ("mixture", "vocal", "accompaniment"))
+    assert mix.shape == voc.shape == acc.shape == (6, 48000)
+    assert np.abs(mix).max(axis=1) == pytest.approx(1.0, abs=1e-5)  # peak-normalised, as at inference
+    vocal_part = mix - acc
+    for i in range(6):
+        assert _power_db(vocal_part[i]) - _power_db(acc[i]) == pytest.approx(vda, abs=0.05)
+        corr = np.corrcoef(vocal_part[i], voc[i])[0, 1]
+        assert corr > 0.999, "the mixture's vocal is not the clean vocal the teacher reads"
+        others = [abs(np.corrcoef(vocal_part[i], voc[j])[0, 1]) for j in range(6) if j != i]
+        assert max(others) < 0.9
+    assert np.all(b["vda"].numpy() == pytest.approx(vda))
+    again = ds[1]
+    assert np.array_equal(again["mixture"].numpy(), mix)  # a pure function of (seed, step)
+
+
+def test_batch_draws_ratios_in_range(synth_catalogue):
+    vocals, insts = _pool(synth_catalogue)
+    ds = DistillBatches(vocals, insts, batch=16, seed=0, steps=2, seconds=2.0)
+    v = ds[0]["vda"].numpy()
+    assert v.min() >= -6 and v.max() <= 12 and v.std() > 1
+
+
+def test_a_few_distillation_steps_lower_the_loss(synth_catalogue, teacher):
+    """The default objective (cosine to the teacher's clean-vocal units, gaps taught the mean voice, contrastive
+    term), a student started from the teacher, a few Adam steps on synthetic singers' mixtures."""
+    vocals, insts = _pool(synth_catalogue)
+    cfg = resolve(TrainConfig(manifest=str(synth_catalogue), out="unused", mode="distill", model="tiny",
+                              teacher=str(teacher)))
+    t_model, _, _ = load_teacher(str(teacher))
+    s_model = copy.deepcopy(t_model).requires_grad_(True).train()
+    ds = DistillBatches(vocals, insts, batch=8, seed=0, steps=1, seconds=6.0)
+    batch = ds[0]
+    gap = mean_voice(t_model, ds, "cpu", batches=1)
+    opt = torch.optim.Adam(s_model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        res = step_loss(s_model, t_model, batch, cfg, gap)
+        opt.zero_grad()
+        res["loss"].backward()
+        opt.step()
+        losses.append(float(res["loss"].detach()))
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_distillation_writes_a_self_describing_student(student, teacher):
+    with open(student / "log.csv") as fh:
+        val = [r for r in csv.DictReader(fh) if r["split"] == "val"]
+    assert len(val) == 4 and all(r["cosine"] and r["identified"] for r in val)  # before, then after 3 epochs
+    meta = json.loads((student / "best" / "config.json").read_text())
+    assert meta["input"] == "mixture"
+    assert meta["distilled"]["teacher"] == str(teacher.resolve())
+    assert meta["embedding_space"] == embedding_space(checkpoint=str(teacher))
+    assert (student / "best" / "backend.safetensors").is_file()  # the teacher's backend: same space
+    emb = ModelEmbedder.from_checkpoint(student, "cpu")
+    assert emb.reads_mixtures and emb.space == ModelEmbedder.from_checkpoint(teacher, "cpu").space
+    assert emb.dim == ScoringBackend.load(teacher).dim
+
+
+def _tracks(table: Path, songs: list[int]) -> pd.DataFrame:
+    t = load_tracks(table)
+    return t[t["song"].str[-1].astype(int).isin(songs)]
+
+
+def test_student_and_teacher_share_catalogues_and_an_unrelated_model_is_refused(synth_catalogue, student, teacher,
+                                                                                  tmp_path):
+    cat = Catalogue.create(tmp_path / "cat", checkpoint=str(student), separate="none")
+    cat.enroll(_tracks(synth_catalogue, [0, 1, 2]), workers=0, progress=False)
+    assert cat.model()["input"] == "mixture" and cat.separator is None
+    query = _tracks(synth_catalogue, [3])["path"].iloc[0]
+    own = cat.identify(query)
+    assert own["windows"] and all({"start", "singer", "score"} <= set(w) for w in own["windows"])  # per-window evidence
+    cat.close()
+    by_teacher = Catalogue.open(tmp_path / "cat", checkpoint=str(teacher))
+    r = by_teacher.identify(query)
+    assert r["candidates"] and r["windows"]
+    assert by_teacher.embedder.space == by_teacher.model()["space"]
+    by_teacher.close()
+    unrelated = tmp_path / "other"
+    save_model(unrelated, create_model("tiny", seed=1))
+    with pytest.raises(ValueError, match="embedding space"):
+        Catalogue.open(tmp_path / "cat", checkpoint=str(unrelated))
+    # the same through the CLI: the teacher answers, the unrelated model is refused (exit 2)
+    assert main(["identify", query, "--catalogue", str(tmp_path / "cat"), "--checkpoint", str(teacher), "--json"]) == 0
+    assert main(["identify", query, "--catalogue", str(tmp_path / "cat"), "--checkpoint", str(unrelated)]) == 2
+
+
+def test_teacher_catalogue_queried_by_the_student(synth_catalogue, student, teacher, tmp_path):
+    cat = Catalogue.create(tmp_path / "cat", checkpoint=str(teacher), separate="none")
+    cat.enroll(_tracks(synth_catalogue, [0, 1]), workers=0, progress=False)
+    cat.close()
+    by_student = Catalogue.open(tmp_path / "cat", checkpoint=str(student))
+    assert by_student.separator is None  # the student reads the raw mixture
+    assert by_student.identify(_tracks(synth_catalogue, [3])["path"].iloc[0])["candidates"]
+
+
+def test_distill_needs_a_teacher_of_the_same_architecture(synth_catalogue, teacher, tmp_path):
+    with pytest.raises(ValueError, match="--teacher"):
+        train(TrainConfig(manifest=str(synth_catalogue), out=str(tmp_path / "a"), mode="distill", model="tiny"))
+    with pytest.raises(ValueError, match="architecture|teacher is"):
+        train(TrainConfig(manifest=str(synth_catalogue), out=str(tmp_path / "b"), mode="distill", model="voice",
+                          teacher=str(teacher)))
