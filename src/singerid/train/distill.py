@@ -5,9 +5,12 @@ Per step, vocal windows (real or cloned stems; no singer labels needed) are mixe
 instrumentals at a random vocal-to-accompaniment ratio (VDA, default −6…+12 dB); the student (initialised with the
 teacher's weights) sees the mixture, the teacher the clean vocal. Loss: cosine distance (or MSE) between the student's
 and the teacher's embeddings of every voiced unit (the GE2E's 1.6-s partials, whose mean is the window and track
-embedding; an AST's 6-s window), optionally plus the singer-level NT-Xent on the student's mixture projections
-(`distill_contrastive` > 0: the batch is then made of same-singer pairs from two songs). The target holds no
-accompaniment, so the instrumental shortcut of the paper's Mixture model (its Fig. 4) earns nothing.
+embedding; an AST's 6-s window); plus a contrastive term (`distill_nce`: each unit nearer its own teacher unit than the
+batch's other windows' — cosine alone let the student drift towards the direction all voices share and lose what tells
+them apart, measured on the dev folds); units without voice are taught the teacher's mean voice (`distill_gaps`);
+optionally the singer-level NT-Xent on the student's mixture projections (`distill_contrastive` > 0: the batch is then
+made of same-singer pairs from two songs). The target holds no accompaniment, so the instrumental shortcut of the
+paper's Mixture model (its Fig. 4) earns nothing.
 
 The student checkpoint is self-describing: `distilled` names its teacher, `input: mixture` tells identify/evaluate to
 skip separation, `embedding_space` is the teacher's (a catalogue enrolled with one can be queried with the other), and
