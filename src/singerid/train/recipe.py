@@ -61,14 +61,19 @@ def make_augmenter(cfg, instrumentals: pd.DataFrame):
         return None
     from ..augment import AugmentConfig, Augmenter
 
-    waves = []
-    if "remix" in cfg.augment:
-        for path in instrumentals["path"]:
-            try:
-                waves.append(load_audio(path))
-            except AudioError as e:
-                log.warning("instrumental skipped: %s", e)
+    waves = decode_instrumentals(instrumentals) if "remix" in cfg.augment else []
     return Augmenter(AugmentConfig(tuple(cfg.augment), cfg.augment_prob), waves)
+
+
+def decode_instrumentals(instrumentals: pd.DataFrame) -> list[np.ndarray]:
+    """The instrumental rows' audio (16 kHz), unreadable files skipped with a warning."""
+    waves = []
+    for path in instrumentals["path"]:
+        try:
+            waves.append(load_audio(path))
+        except AudioError as e:
+            log.warning("instrumental skipped: %s", e)
+    return waves
 
 
 def backend_rows(tracks: pd.DataFrame, clones: bool) -> pd.DataFrame:
@@ -120,16 +125,10 @@ def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool
     views = [(w.emb, w.track) if w.error is None and len(w.emb) and w.track is not None else None
              for w in embed_files(plain, list(rows["path"]), None, workers=workers, progress=progress, vad=None)]
     labels = list(rows["singer"])
-    if instrumentals is not None and len(instrumentals) and separator is not None:
-        waves = []
-        for path in instrumentals["path"]:
-            try:
-                waves.append(load_audio(path))
-            except AudioError as e:
-                log.warning("instrumental skipped: %s", e)
-        if waves:
-            views += remixed_embeddings(plain, list(rows["path"]), waves, separator, progress=progress)
-            labels += list(rows["singer"])
+    waves = decode_instrumentals(instrumentals) if instrumentals is not None and separator is not None else []
+    if waves:
+        views += remixed_embeddings(plain, list(rows["path"]), waves, separator, progress=progress)
+        labels += list(rows["singer"])
     x, y = [], []
     for v, singer in zip(views, labels):
         if v is not None:
