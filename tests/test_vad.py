@@ -169,3 +169,22 @@ def test_filter_tracks_and_detect_vocals_with_a_model(trained, synth_catalogue, 
     mix = pd.read_csv(synth_catalogue)["path"].iloc[0]
     assert main(["detect-vocals", str(synth_catalogue.parent / mix), "--vad", str(out)]) == 0
     assert "% vocal" in capsys.readouterr().out
+
+
+def test_given_vocal_stems_never_consult_the_vocal_activity_model(voice_weights, tmp_path, monkeypatch):
+    """The VAD model is for unseparated mixtures: rows marked stem=vocals (catalogue enrolment, analyse/sweep tables)
+    keep the energy rule even where a model is installed."""
+    from singerid.catalogue import Catalogue
+    from singerid.embed import load_embedder
+    from singerid.eval.protocol import _embed_all
+    from singerid.testing import vocal_stems_table
+
+    def no_vad():
+        raise AssertionError("the vocal-activity model was consulted for a given vocal stem")
+
+    monkeypatch.setattr("singerid.voiced.installed_vad", no_vad)
+    t = vocal_stems_table(tmp_path / "data", n_singers=2, songs_per_singer=2, seconds=7.0, seed=4)
+    cat = Catalogue.create(tmp_path / "cat", backend="voice", separate="none")
+    assert cat.enroll(t, workers=0, progress=False)["enrolled"] == len(t)
+    wins = _embed_all(load_embedder("voice"), t.assign(vocal_segs=None), [], None, 0)
+    assert set(wins) == set(t["path"]) and all(w.error is None for w in wins.values())

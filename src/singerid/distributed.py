@@ -41,7 +41,8 @@ class _EmbedBatch:
             try:
                 sep = None if r.get("stem") == "vocals" else self.separator
                 audio = file_audio(r["path"], self.embedder.sample_rate, self.embedder.window_seconds,
-                                   list(segs) if isinstance(segs, (list, tuple, np.ndarray)) and len(segs) else None, sep)
+                                   list(segs) if isinstance(segs, (list, tuple, np.ndarray)) and len(segs) else None, sep,
+                                   vad=None if r.get("stem") == "vocals" else "auto")
             except AudioError as e:
                 zero = np.zeros(self.embedder.dim, np.float32)
                 rows.append({"path": r["path"], "singer": r["singer"], "song": r["song"], "start": -1.0,

@@ -175,7 +175,9 @@ def embed_tracks(
     rows, errors = [], []
     segs = [v if isinstance(v, (list, tuple)) else None for v in tracks.get("vocal_segs", [None] * len(tracks))]
     paths = [p or q for p, q in zip(tracks[column], tracks["path"])]
-    for te in iter_track_embeddings(embedder, paths, segs, workers, progress=progress, separator=separator, budget=None):
+    vad = "auto" if column == "path" else None  # another column names vocal stems: their windows by energy
+    for te in iter_track_embeddings(embedder, paths, segs, workers, progress=progress, separator=separator, budget=None,
+                                    vad=vad):
         if te.error:
             errors.append(te.error)
             continue

@@ -143,7 +143,8 @@ class Catalogue:
             if part.empty:
                 continue
             sep = None if is_vocal else self.separator
-            embedded = iter_track_embeddings(self.embedder, list(part["path"]), None, workers, progress, separator=sep)
+            embedded = iter_track_embeddings(self.embedder, list(part["path"]), None, workers, progress, separator=sep,
+                                             vad=None if is_vocal else "auto")  # a stem: its windows by energy
             for te in log_progress(embedded, len(part), "enrol", enabled=progress):
                 row = part.iloc[te.index]
                 if te.error:

@@ -48,7 +48,8 @@ def cmd_fit_scoring(a) -> int:
     emb = load_embedder(a.backend, a.checkpoint, a.device)
     tracks = load_tracks(a.manifest)
     insts = None if a.instrumentals == "none" else instrumental_table(a.instrumentals, tracks)
-    sep = None if a.separate == "none" else load_separator(a.separate, a.device, home() / "separated")
+    remix = insts is not None and len(insts) and a.separate != "none"  # Spleeter is loaded only when it will run
+    sep = load_separator(a.separate, a.device, home() / "separated") if remix else None
     backend = fit_backend(emb, tracks, a.kind, a.clones, a.workers, instrumentals=insts, separator=sep,
                           asnorm_k=a.asnorm_k)
     folder = save_model(Path(a.out), emb.model, {"fitted_from": a.checkpoint or a.backend, "manifest": a.manifest})

@@ -73,7 +73,7 @@ def model_key(embedder: Embedder) -> str:
             h.update(t.detach().cpu().numpy().tobytes())
         backend = getattr(embedder, "backend", None)
         if backend is not None:
-            h.update(backend.transform.tobytes())
+            h.update(backend.mean.tobytes() + backend.transform.tobytes())
         parts.append(h.hexdigest()[:12])
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 

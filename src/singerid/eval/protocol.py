@@ -21,9 +21,14 @@ log = logging.getLogger(__name__)
 def _embed_all(embedder: Embedder, tracks: pd.DataFrame, extra: list[str], cache_dir, workers: int,
                separator=None) -> dict[str, Windows]:
     segs = {p: (v if isinstance(v, (list, tuple)) else None) for p, v in zip(tracks["path"], tracks["vocal_segs"])}
-    paths = sorted(set(tracks["path"]) | set(extra))
-    wins = embed_files(embedder, paths, cache_dir, starts=[segs.get(p) for p in paths], workers=workers, separator=separator)
-    return dict(zip(paths, wins))
+    stems = set(tracks["path"][tracks["stem"] == "vocals"]) if "stem" in tracks else set()
+    out: dict[str, Windows] = {}
+    for is_stem, vad in ((True, None), (False, "auto")):  # vocal stems: windows by energy, never the VAD model
+        paths = sorted(p for p in set(tracks["path"]) | set(extra) if (p in stems) == is_stem)
+        if paths:
+            out.update(zip(paths, embed_files(embedder, paths, cache_dir, starts=[segs.get(p) for p in paths],
+                                              workers=workers, separator=separator, vad=vad)))
+    return out
 
 
 def _prepare(tracks: pd.DataFrame, embedder: Embedder, cfg: ExperimentConfig, min_train: int, extra, cache_dir,

@@ -240,7 +240,7 @@ def step_loss(student, teacher, batch: dict, cfg, gap_target: torch.Tensor | Non
     active = unit_activity(batch["vocal"], s_units.shape[1])
     res = distill_loss(s_units, t_units, active, cfg.distill_loss, gap_target)
     res["loss"] = res["distill_loss"]
-    if cfg.distill_nce > 0:
+    if cfg.distill_nce > 0 and active.any():  # a batch of silent draws has no voiced unit to contrast
         res["nce_loss"] = nce_loss(s_units, t_units, active)
         res["loss"] = res["loss"] + cfg.distill_nce * res["nce_loss"]
     if cfg.distill_contrastive > 0:
