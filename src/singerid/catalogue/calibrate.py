@@ -69,12 +69,12 @@ def confidence(score: float, cal: dict) -> float | None:
     return None if a is None else round(float(sigmoid(a * score + b)), 4)
 
 
-def track_score(windows: np.ndarray, centroids: np.ndarray, backend=None) -> np.ndarray:
+def track_score(windows: np.ndarray, centroids: np.ndarray, backend=None, centroid_stats=None) -> np.ndarray:
     """[N, D] windows, [S, D] centroids → [S] mean window score per singer (the identification score: cosine, or the
     scoring backend's AS-norm where it keeps a cohort)."""
     from ..eval.heads import pair_scores
 
-    return pair_scores(windows, centroids, backend).mean(axis=0)
+    return pair_scores(windows, centroids, backend, centroid_stats).mean(axis=0)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -121,11 +121,16 @@ def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05,
     order = [i for i in rng.permutation(len(tracks)) if counts[lab[i]] >= 2][:max_tracks]
     genuine, impostor = [], []
     base = _normalise(sums)
+    stats = backend.cohort_stats(base) if backend is not None else None  # AS-norm's centroid side, computed once
     for i in order:
         own = _normalise(sums[lab[i]] - means[i])  # the singer's centroid without this track
         c = base.copy()
         c[lab[i]] = own
-        s = track_score(tracks[i][3], c, backend)
+        st = None
+        if stats is not None:  # only the left-out singer's centroid changed
+            st = (stats[0].copy(), stats[1].copy())
+            (st[0][lab[i]],), (st[1][lab[i]],) = backend.cohort_stats(own[None])
+        s = track_score(tracks[i][3], c, backend, st)
         genuine.append(s[lab[i]])
         impostor.append(np.delete(s, lab[i]).max())
     if not genuine:

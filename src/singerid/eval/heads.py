@@ -75,9 +75,9 @@ class CentroidClassifier:
         return pair_scores(emb, self.centroids, self.backend)
 
 
-def pair_scores(queries: np.ndarray, centroids: np.ndarray, backend=None) -> np.ndarray:
+def pair_scores(queries: np.ndarray, centroids: np.ndarray, backend=None, centroid_stats=None) -> np.ndarray:
     """[N, D] queries, [C, D] centroids → [N, C]: the backend's scores (AS-norm) where it has a cohort, else cosine."""
-    return backend.score(queries, centroids) if backend is not None else queries @ centroids.T
+    return backend.score(queries, centroids, centroid_stats) if backend is not None else queries @ centroids.T
 
 
 class HeadClassifier:

@@ -49,15 +49,23 @@ class ScoringBackend:
         y = (np.asarray(x, np.float32) - self.mean) @ self.transform
         return (y / np.maximum(np.linalg.norm(y, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
-    def score(self, queries: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-        """Backend-space queries [N, d] and singer centroids [C, d] → [N, C] scores: AS-norm against the cohort
-        when the backend keeps one, else cosine similarities."""
-        cos = queries @ centroids.T
+    def cohort_stats(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """[N, d] → (mean [N], std [N]) of each row's top-k cohort scores; None where scores are plain cosines."""
         k = int(self.info.get("asnorm_k", 0))
         if self.cohort is None or not k:
+            return None
+        return _top_stats(x @ self.cohort.T, k)
+
+    def score(self, queries: np.ndarray, centroids: np.ndarray,
+              centroid_stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Backend-space queries [N, d] and singer centroids [C, d] → [N, C] scores: AS-norm against the cohort
+        when the backend keeps one, else cosine similarities. `centroid_stats`: the centroids' `cohort_stats`, when
+        the caller keeps them."""
+        cos = queries @ centroids.T
+        stats = centroid_stats if centroid_stats is not None else self.cohort_stats(centroids)
+        if stats is None:
             return cos
-        mq, sq = _top_stats(queries @ self.cohort.T, k)  # [N]
-        mc, sc = _top_stats(centroids @ self.cohort.T, k)  # [C]
+        (mq, sq), (mc, sc) = self.cohort_stats(queries), stats  # [N], [C]
         return (0.5 * ((cos - mq[:, None]) / sq[:, None] + (cos - mc[None]) / sc[None])).astype(np.float32)
 
     @classmethod
