@@ -172,3 +172,15 @@ def test_distill_needs_a_teacher_of_the_same_architecture(synth_catalogue, teach
     with pytest.raises(ValueError, match="architecture|teacher is"):
         train(TrainConfig(manifest=str(synth_catalogue), out=str(tmp_path / "b"), mode="distill", model="voice",
                           teacher=str(teacher)))
+
+
+def test_a_backend_refitted_on_the_student_still_reads_mixtures(student, synth_catalogue, tmp_path):
+    """fit-scoring on a student keeps `input: mixture` (no separation in front of it), but its new backend is a new
+    embedding space: the teacher's catalogues no longer accept it."""
+    from singerid.cli import main
+
+    out = tmp_path / "refit"
+    assert main(["fit-scoring", "--manifest", str(synth_catalogue), "--checkpoint", str(student), "--out", str(out),
+                 "--separate", "none", "--asnorm-k", "2", "--workers", "0"]) == 0
+    emb = ModelEmbedder.from_checkpoint(out, "cpu")
+    assert emb.reads_mixtures and emb.space != ModelEmbedder.from_checkpoint(student, "cpu").space

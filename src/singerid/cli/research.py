@@ -41,6 +41,7 @@ def cmd_fit_scoring(a) -> int:
     from ..data.manifest import load_tracks
     from ..embed import load_embedder
     from ..models import save_model
+    from ..models.checkpoint import read_config
     from ..separation import load_separator
     from ..train.recipe import fit_backend, instrumental_table
     from ..weights import home
@@ -52,7 +53,10 @@ def cmd_fit_scoring(a) -> int:
     sep = load_separator(a.separate, a.device, home() / "separated") if remix else None
     backend = fit_backend(emb, tracks, a.kind, a.clones, a.workers, instrumentals=insts, separator=sep,
                           asnorm_k=a.asnorm_k)
-    folder = save_model(Path(a.out), emb.model, {"fitted_from": a.checkpoint or a.backend, "manifest": a.manifest})
+    meta = {"fitted_from": a.checkpoint or a.backend, "manifest": a.manifest}
+    if a.checkpoint:  # a distilled student still reads mixtures; the refitted backend makes a space of its own
+        meta |= {k: v for k, v in read_config(a.checkpoint).items() if k in ("input", "distilled")}
+    folder = save_model(Path(a.out), emb.model, meta)
     backend.save(folder)
     print(f"wrote {folder}: {emb.name} + {a.kind} scoring backend ({backend.info['n']} embeddings, "
           f"{backend.info['classes']} singers); use with --checkpoint {folder}")
