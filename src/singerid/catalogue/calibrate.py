@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..models.backend import pair_scores
+
 log = logging.getLogger(__name__)
 
 
@@ -72,8 +74,6 @@ def confidence(score: float, cal: dict) -> float | None:
 def track_score(windows: np.ndarray, centroids: np.ndarray, backend=None, centroid_stats=None) -> np.ndarray:
     """[N, D] windows, [S, D] centroids → [S] mean window score per singer (the identification score: cosine, or the
     scoring backend's AS-norm where it keeps a cohort)."""
-    from ..eval.heads import pair_scores
-
     return pair_scores(windows, centroids, backend, centroid_stats).mean(axis=0)
 
 

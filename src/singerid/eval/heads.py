@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..models.backend import pair_scores
 from ..models.heads import ClassifierHead
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,6 @@ class CentroidClassifier:
         """[N, D] → [N, C] scores against each centroid."""
         return pair_scores(emb, self.centroids, self.backend)
 
-
-def pair_scores(queries: np.ndarray, centroids: np.ndarray, backend=None, centroid_stats=None) -> np.ndarray:
-    """[N, D] queries, [C, D] centroids → [N, C]: the backend's scores (AS-norm) where it has a cohort, else cosine."""
-    return backend.score(queries, centroids, centroid_stats) if backend is not None else queries @ centroids.T
 
 
 class HeadClassifier:

@@ -125,6 +125,11 @@ class ScoringBackend:
         return cls(t["mean"], t["transform"], info, t.get("cohort"))
 
 
+def pair_scores(queries: np.ndarray, centroids: np.ndarray, backend=None, centroid_stats=None) -> np.ndarray:
+    """[N, D] queries, [C, D] centroids → [N, C]: the backend's scores (AS-norm) where it has a cohort, else cosine."""
+    return backend.score(queries, centroids, centroid_stats) if backend is not None else queries @ centroids.T
+
+
 def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
