@@ -128,6 +128,7 @@ class DistillBatches(Dataset):
         self.seconds, self.vda_db, self.sr, self.augment, self.pairs = seconds, tuple(vda_db), sample_rate, augment, pairs
         w = np.array([d for _, _, d in vocals], float)
         self.weights = w / w.sum()  # a file is drawn in proportion to its length
+        self.durations = {p: d for p, _, d in vocals}
 
     def __len__(self) -> int:
         return self.steps
@@ -142,10 +143,11 @@ class DistillBatches(Dataset):
 
     def __getitem__(self, step: int) -> dict:
         rng = np.random.default_rng([self.seed, step, 1])
-        items = [self.example(path, segs, rng) for path, _, segs in self.plan(step)]
+        plan = self.plan(step)
+        items = [self.example(path, segs, rng) for path, _, segs in plan]
         out = {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in ("mixture", "vocal", "accompaniment")}
         out["vda"] = torch.tensor([it["vda"] for it in items], dtype=torch.float32)
-        out["singers"] = [s for _, s, _ in self.plan(step)]
+        out["singers"] = [s for _, s, _ in plan]
         return out
 
     def _window(self, path: str, duration: float, rng, segs=None) -> np.ndarray:
@@ -160,7 +162,7 @@ class DistillBatches(Dataset):
         return best
 
     def example(self, path: str, segs, rng: np.random.Generator) -> dict:
-        dur = next((d for p, _, d in self.vocals if p == path), None) or audio_info(path).duration
+        dur = self.durations.get(path) or audio_info(path).duration
         v = self._window(path, dur, rng, segs).astype(np.float64)
         ipath, idur = self.insts[int(rng.integers(len(self.insts)))]
         a = self._window(ipath, idur, rng).astype(np.float64)
