@@ -101,7 +101,8 @@ def main() -> None:
     ap.add_argument("--systems", nargs="*", default=["voice", "scoring", "adapted"],
                     help="systems to (re)score; none: only add the peer and print the table")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=ARGS",
-                    help="another trained system: extra `singerid train` arguments, e.g. 'lr3=--lr 0.003'")
+                    help="another trained system: extra `singerid train` arguments, e.g. 'lr3=--lr 0.003'; {fold} is "
+                         "replaced by the fold's number (a per-fold teacher: '--teacher runs/fold{fold}/scoring')")
     ap.add_argument("--peer", help="JSON from benchmarks/peer_resemblyzer.py --json")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -142,7 +143,8 @@ def main() -> None:
                 run = fold / base
                 if not (run / "latest.json").exists():
                     cli(["train", "--manifest", str(train_csv), "--config", "voice", "--mode", "vocal", "--out", str(run),
-                         "--instrumentals", a.instrumentals] + shlex.split(extra.get(system, extra.get(base, ""))))
+                         "--instrumentals", a.instrumentals]
+                        + shlex.split(extra.get(system, extra.get(base, "")).replace("{fold}", str(k))))
                 emb = load_embedder(checkpoint=str(run))
             raw = how == "none" or emb.reads_mixtures  # a distilled student reads the raw mixtures
             r = score(emb, Path(a.proto), held, None if raw else sep, cache)

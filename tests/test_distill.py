@@ -93,6 +93,20 @@ def test_batch_draws_ratios_in_range(synth_catalogue):
     assert v.min() >= -6 and v.max() <= 12 and v.std() > 1
 
 
+def test_a_clean_share_leaves_that_share_of_examples_unaccompanied(synth_catalogue):
+    vocals, insts = _pool(synth_catalogue)
+    ds = DistillBatches(vocals, insts, batch=16, seed=0, steps=4, seconds=2.0, clean=0.5)
+    b = [ds[i] for i in range(4)]
+    vda = np.concatenate([x["vda"].numpy() for x in b])
+    clean = np.isinf(vda)
+    assert 0.25 < clean.mean() < 0.75
+    mix, voc, acc = (np.concatenate([x[k].numpy() for x in b]) for k in ("mixture", "vocal", "accompaniment"))
+    assert np.all(acc[clean] == 0) and np.allclose(mix[clean], voc[clean], atol=1e-6)  # the student reads the vocal
+    assert np.all(np.abs(acc[~clean]).max(axis=1) > 0) and vda[~clean].max() <= 12
+    plain = DistillBatches(vocals, insts, batch=16, seed=0, steps=4, seconds=2.0)
+    assert not np.isinf(plain[0]["vda"].numpy()).any()
+
+
 def test_a_few_distillation_steps_lower_the_loss(synth_catalogue, teacher):
     """The default objective (cosine to the teacher's clean-vocal units, gaps taught the mean voice, contrastive
     term), a student started from the teacher, a few Adam steps on synthetic singers' mixtures."""

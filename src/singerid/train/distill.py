@@ -117,14 +117,16 @@ class DistillBatches(Dataset):
     """Index = step → {"mixture" [B, T], "vocal" [B, T], "accompaniment" [B, T], "vda" [B], "singers" [B]}.
 
     `vocal` is the clean window the teacher reads (peak-normalised); `mixture` = its vocal + `accompaniment` (a random
-    instrumental window scaled to a VDA drawn in `vda_db`), augmented when an augmenter is given, peak-normalised;
+    instrumental window scaled to a VDA drawn in `vda_db`; with probability `clean`, no accompaniment: VDA +inf, so
+    the student keeps the teacher's clean voices), augmented when an augmenter is given, peak-normalised;
     `accompaniment` is the instrumental part at the mixture's scale (before any augmentation). A pure function of
     (seed, step). With `pairs` (a vocal-mode PairBatches), views 2i and 2i+1 are two songs of one singer."""
 
     def __init__(self, vocals: list[tuple[str, str, float]], instrumentals: list[tuple[str, float]], batch: int,
                  seed: int, steps: int, seconds: float, vda_db: tuple[float, float] = (-6.0, 12.0),
-                 sample_rate: int = 16000, augment=None, pairs: PairBatches | None = None):
+                 sample_rate: int = 16000, augment=None, pairs: PairBatches | None = None, clean: float = 0.0):
         self.vocals, self.insts, self.batch, self.seed, self.steps = vocals, instrumentals, batch, seed, steps
+        self.clean = clean
         self.seconds, self.vda_db, self.sr, self.augment, self.pairs = seconds, tuple(vda_db), sample_rate, augment, pairs
         w = np.array([d for _, _, d in vocals], float)
         self.weights = w / w.sum()  # a file is drawn in proportion to its length
@@ -167,7 +169,10 @@ class DistillBatches(Dataset):
         ipath, idur = self.insts[int(rng.integers(len(self.insts)))]
         a = self._window(ipath, idur, rng).astype(np.float64)
         vda = float(rng.uniform(*self.vda_db))
-        acc = a * np.sqrt(np.mean(v**2) / max(float(np.mean(a**2)), 1e-12) / 10 ** (vda / 10))
+        if self.clean > 0 and rng.random() < self.clean:  # the clean vocal itself
+            vda, acc = float("inf"), np.zeros_like(a)
+        else:
+            acc = a * np.sqrt(np.mean(v**2) / max(float(np.mean(a**2)), 1e-12) / 10 ** (vda / 10))
         mix = v + acc
         scale = 1.0 / max(float(np.abs(mix).max()), 1e-8)
         mixture = (mix * scale).astype(np.float32)
