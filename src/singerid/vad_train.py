@@ -183,6 +183,7 @@ def fit_head(model: VocalActivityModel, feats: torch.Tensor, labels: np.ndarray,
     y = torch.from_numpy(labels.astype(np.float32))
     pos = float(y.mean().clamp(1e-3, 1 - 1e-3))
     opt = torch.optim.AdamW(model.head.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * -(-len(y) // 128))  # warm-up, anneal
     model.head.train()
     for _ in range(cfg.epochs):
         for idx in torch.randperm(len(y)).split(128):
@@ -193,6 +194,7 @@ def fit_head(model: VocalActivityModel, feats: torch.Tensor, labels: np.ndarray,
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
     model.head.eval()
 
 
