@@ -175,7 +175,8 @@ def _load(path: str) -> np.ndarray | None:
 
 
 def fit_head(model: VocalActivityModel, feats: torch.Tensor, labels: np.ndarray, cfg: VadTrainConfig) -> None:
-    """Train the head on frozen features [N, P, 1104] with labels [N] {0, 1}, classes weighted to balance."""
+    """Train the head on frozen features [N, P, 1104] with labels [N] {0, 1}, classes weighted to balance; the loss
+    reads each window's logit as inference does (the mean of its partials'), not each partial's."""
     torch.manual_seed(cfg.seed)
     flat = feats.reshape(-1, feats.shape[-1])
     model.mean.copy_(flat.mean(0))
@@ -187,9 +188,8 @@ def fit_head(model: VocalActivityModel, feats: torch.Tensor, labels: np.ndarray,
     model.head.train()
     for _ in range(cfg.epochs):
         for idx in torch.randperm(len(y)).split(128):
-            logits = model.head((feats[idx] - model.mean) / model.scale).squeeze(-1)  # [b, P]
-            target = y[idx, None].expand_as(logits)
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, target,
+            logits = model.head_logits(feats[idx])  # [b]: the window's logit, the mean of its partials' (as at inference)
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, y[idx],
                                                                   pos_weight=torch.tensor((1 - pos) / pos))
             opt.zero_grad()
             loss.backward()
