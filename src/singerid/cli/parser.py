@@ -85,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distill: 1.6-s units without voice are taught the teacher's mean voice embedding, or skipped")
     t.add_argument("--distill-contrastive", type=float, default=0.0, metavar="WEIGHT",
                    help="distill: weight of the singer-level NT-Xent on the student's mixtures (0: off)")
-    t.add_argument("--distill-clean", type=float, default=0.0, metavar="SHARE",
-                   help="distill: share of training examples left without accompaniment (the student also reads "
-                        "clean vocals, as the teacher does; 0: every example is a mixture)")
+    t.add_argument("--distill-clean", type=float, default=0.2, metavar="SHARE",
+                   help="distill: share of training examples left without accompaniment, so the student keeps "
+                        "reading clean vocals as its teacher does (0: every example is a mixture)")
     t.add_argument("--val-instrumentals", type=int, default=0, metavar="N",
                    help="distill: hold N instrumentals out; the validation cosine to the teacher is measured on them "
                         "(0: on the training instrumentals)")

@@ -2,7 +2,8 @@
 *clean vocal* of the same span (issue 11).
 
 Per step, vocal windows (real or cloned stems; no singer labels needed) are mixed onto random windows of real
-instrumentals at a random vocal-to-accompaniment ratio (VDA, default −6…+12 dB); the student (initialised with the
+instrumentals at a random vocal-to-accompaniment ratio (VDA, default −6…+12 dB), a share of them (`distill_clean`,
+default 0.2) left unaccompanied so that the student keeps its teacher's clean voices; the student (initialised with the
 teacher's weights) sees the mixture, the teacher the clean vocal. Loss: cosine distance (or MSE) between the student's
 and the teacher's embeddings of every voiced unit (the GE2E's 1.6-s partials, whose mean is the window and track
 embedding; an AST's 6-s window); plus a contrastive term (`distill_nce`: each unit nearer its own teacher unit than the
