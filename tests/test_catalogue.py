@@ -196,3 +196,7 @@ def test_catalogue_scores_with_the_backends_asnorm(world, tmp_path):
     assert res["candidates"][0]["singer"] == "singer01"
     cal = cat.store.get_meta("calibration")
     assert res["tier"] == decide(res["candidates"][0]["score"], cal)["tier"]
+    rows, cohort_stats = [], backend.cohort_stats  # the centroids' cohort statistics are kept between queries
+    backend.cohort_stats = lambda x: rows.append(len(x)) or cohort_stats(x)
+    assert cat.identify(path)["candidates"] == res["candidates"]
+    assert rows and set(rows) == {1}, "a second query recomputed the centroids' side of AS-norm"

@@ -37,6 +37,7 @@ class Catalogue:
         self._index = None
         self._centroids: tuple[list[str], np.ndarray] | None = None
         self._clones: tuple[list[str], np.ndarray] | None = None
+        self._cohort: dict[str, tuple] = {}  # kind → (centroids, backend, AS-norm's centroid side) computed from them
         self._generation = store.generation()  # the content the search structures above were built from
 
     # ------------------------------------------------------------------ creation / opening
@@ -270,17 +271,19 @@ class Catalogue:
         return self.identify_wave(load_audio(path), top, neighbours, str(path))
 
     def identify_wave(self, wave: np.ndarray, top: int = 5, neighbours: int = 5, path: str = "") -> dict:
-        names, cents = self.centroids()
+        real = self.centroids()
+        names, cents = real
         if not names:
             raise ValueError(f"{self.folder}: the catalogue is empty: enrol singers first")
         audio = track_audio(wave, self.embedder.window_seconds, None, self.separator)
         starts, emb = audio.starts, self.embedder.embed_windows(audio.windows)  # [N, D] per-window evidence
         track_emb = self.embedder.embed_track(audio.voiced)[None]  # [1, D] what is scored
         per_window = emb @ cents.T  # [N, S]
-        score = track_score(track_emb, cents, self.embedder.backend)  # [S] the track against each singer's centroid
+        score = self._track_score(track_emb, "real", real)  # [S] the track against each singer's centroid
         votes = np.bincount(per_window.argmax(axis=1), minlength=len(names))
-        clone_names, clone_cents = self.clone_centroids()
-        clone_score = track_score(track_emb, clone_cents, self.embedder.backend) if clone_names else np.zeros(0)  # [C]
+        clones = self.clone_centroids()
+        clone_names = clones[0]
+        clone_score = self._track_score(track_emb, "cloned", clones) if clone_names else np.zeros(0)  # [C]
         # ---- decision: from `score` alone (whatever computed it), calibrated tiers, one ordering ----
         cal = self.store.get_meta("calibration") or {}
         out = {"path": path, **self._decision(names, score, votes, top, cal)}
@@ -294,6 +297,16 @@ class Catalogue:
             "nearest_tracks": [{**info[int(i)], "score": round(float(v), 4)} for v, i in zip(sims, ids) if int(i) in info],
             "caveat": CAVEAT,
         }
+
+    def _track_score(self, track_emb: np.ndarray, kind: str, centroids: tuple[list[str], np.ndarray]) -> np.ndarray:
+        """[1, D] track → [S] scores against `centroids`; AS-norm's centroid side (S × cohort products) is computed
+        once per centroids and model, not per query."""
+        backend = self.embedder.backend
+        hit = self._cohort.get(kind)
+        if hit is None or hit[0] is not centroids or hit[1] is not backend:
+            stats = backend.cohort_stats(centroids[1]) if backend is not None else None
+            hit = self._cohort[kind] = (centroids, backend, stats)
+        return track_score(track_emb, centroids[1], backend, hit[2])
 
     @staticmethod
     def _decision(names: list[str], score: np.ndarray, votes: np.ndarray, top: int, cal: dict) -> dict:
