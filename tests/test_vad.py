@@ -1,6 +1,7 @@
 """The vocal-activity model: training from synthetic stems, save/load, the pipeline's default, the cache key."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -65,6 +66,22 @@ def test_model_trained_on_synthetic_stems_separates_held_out_windows(trained):
     _, _, r = trained
     assert r["n_mixture"] > 0 and r["n_instrumental"] > 0 and r["n_vocal"] > 0
     assert r["accuracy"] >= 0.85 and r["accuracy_instrumental"] >= 0.8, r
+
+
+def test_train_vad_cli_pools_several_held_out_splits(synth_catalogue, voice_weights, tmp_path, capsys):
+    """`train-vad --splits 2`: two seeded splits, each reported, and the figure pooled over their held-out windows."""
+    table = tmp_path / "stems.csv"
+    stems_table(synth_catalogue).to_csv(table, index=False)
+    assert main(["train-vad", "--manifest", str(table), "--out", str(tmp_path / "vad"), "--windows", "300",
+                 "--epochs", "10", "--seed", "4", "--splits", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "split 4:" in out and "split 5:" in out and "pooled over 2 splits" in out
+    r = json.loads((tmp_path / "vad" / "vad.json").read_text())["held_out"]
+    a, b = r["splits"]
+    assert (a["seed"], b["seed"]) == (4, 5) and r["n"] == a["n"] + b["n"]
+    assert r["accuracy"] == pytest.approx((a["accuracy"] * a["n"] + b["accuracy"] * b["n"]) / r["n"])
+    assert split_files([stems_table(synth_catalogue)], 0.2, 4) != split_files([stems_table(synth_catalogue)], 0.2, 5)
+    assert VocalActivityModel.load(tmp_path / "vad").cfg == VadModelConfig()  # the first split's model, saved
 
 
 def test_save_load_round_trip(trained, synth_catalogue):

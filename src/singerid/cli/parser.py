@@ -187,7 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="folder for the model (default: $SINGERID_HOME/vad, where every command finds it)")
     r.add_argument("--windows", type=int, default=16000, help="3-s training windows mixed from the stems")
     r.add_argument("--epochs", type=int, default=30, help="training epochs of the head")
-    r.add_argument("--seed", type=int, default=0, help="random seed")
+    r.add_argument("--seed", type=int, default=0, help="random seed (and the first held-out split)")
+    r.add_argument("--splits", type=int, default=1, metavar="N",
+                   help="evaluate N held-out splits (seeds SEED…SEED+N-1) and report them pooled; the model saved is "
+                        "the first split's (default: 1)")
 
     n = sub.add_parser("enroll", help="add the tracks of a table to a catalogue (created if needed)")
     n.add_argument("tracks", help="tracks table: path, singer (, song, stem)")

@@ -77,8 +77,11 @@ def cmd_train_vad(a) -> int:
 
     out = a.out or vad_folder()
     cfg = VadTrainConfig(VadModelConfig(), windows=a.windows, epochs=a.epochs, seed=a.seed)
-    _, r = train_vad([load_tracks(m) for m in a.manifest], out, cfg)
-    print(f"vocal-activity model in {out}: held-out window accuracy {100 * r['accuracy']:.1f} % on {r['n']} windows "
+    _, r = train_vad([load_tracks(m) for m in a.manifest], out, cfg, splits=a.splits)
+    for s in r.get("splits", []):
+        print(f"split {s['seed']}: held-out window accuracy {100 * s['accuracy']:.1f} % on {s['n']} windows")
+    pooled = f"pooled over {a.splits} splits" if a.splits > 1 else "held-out"
+    print(f"vocal-activity model in {out}: {pooled} window accuracy {100 * r['accuracy']:.1f} % on {r['n']} windows "
           f"({100 * r['accuracy_clear']:.1f} % on the {r['n_clear']} without an ambiguous vocal share; "
           + ", ".join(f"{k} {100 * r[f'accuracy_{k}']:.1f} %" for k in ("mixture", "vocal", "instrumental"))
           + f"); {r['train_windows']} training windows, {r['train_seconds']:.0f} s")
