@@ -210,3 +210,15 @@ def test_backend_fits_on_remixed_views_too(synth_catalogue):
     remixed = recipe.fit_backend(emb, tracks, progress=False, workers=0, instrumentals=insts, separator=_KeepAll())
     assert remixed.info["n"] > 1.8 * plain.info["n"] and remixed.info["classes"] == plain.info["classes"] == 3
     assert recipe.fit_backend(emb, tracks, progress=False, workers=0, instrumentals=insts).info["n"] == plain.info["n"]
+
+    class _Refuses(_KeepAll):
+        def separate(self, wave):
+            raise AssertionError("a student's remixed views were separated")
+
+        separate_windows = separate
+
+    student = load_embedder("voice")
+    student.reads_mixtures = True  # a distilled student: remixes reach it as releases do, unseparated
+    for sep in (None, _Refuses()):
+        assert recipe.fit_backend(student, tracks, progress=False, workers=0, instrumentals=insts,
+                                  separator=sep).info["n"] == remixed.info["n"]

@@ -49,8 +49,9 @@ def cmd_fit_scoring(a) -> int:
     emb = load_embedder(a.backend, a.checkpoint, a.device)
     tracks = load_tracks(a.manifest)
     insts = None if a.instrumentals == "none" else instrumental_table(a.instrumentals, tracks)
-    remix = insts is not None and len(insts) and a.separate != "none"  # Spleeter is loaded only when it will run
-    sep = load_separator(a.separate, a.device, home() / "separated") if remix else None
+    student = emb.reads_mixtures  # remixed views reach a distilled student unseparated
+    remix = insts is not None and len(insts) and (student or a.separate != "none")
+    sep = load_separator(a.separate, a.device, home() / "separated") if remix and not student else None  # only if run
     backend = fit_backend(emb, tracks, a.kind, a.clones, a.workers, instrumentals=insts, separator=sep,
                           asnorm_k=a.asnorm_k)
     meta = {"fitted_from": a.checkpoint or a.backend, "manifest": a.manifest}

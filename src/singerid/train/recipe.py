@@ -116,7 +116,8 @@ def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool
                 progress: bool = True, instrumentals: pd.DataFrame | None = None, separator=None, asnorm_k: int = 10):
     """Embed the table's singing rows (windows and track embeddings, before any backend) → a fitted ScoringBackend.
     With `instrumentals` (rows with a path) and a `separator`, each row is also remixed onto them and separated
-    again, labelled with its singer: the backend then damps what remixing and separation change."""
+    again, labelled with its singer: the backend then damps what remixing and separation change. A distilled student
+    (`reads_mixtures`) gets the remixes unseparated, as it reads releases; no separator is needed or used."""
     from ..eval.cache import embed_files
     from ..models.backend import BackendConfig, ScoringBackend
 
@@ -125,9 +126,11 @@ def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool
     views = [(w.emb, w.track) if w.error is None and len(w.emb) and w.track is not None else None
              for w in embed_files(plain, list(rows["path"]), None, workers=workers, progress=progress, vad=None)]
     labels = list(rows["singer"])
-    waves = decode_instrumentals(instrumentals) if instrumentals is not None and separator is not None else []
+    student = getattr(embedder, "reads_mixtures", False)  # a distilled student reads the remix itself, unseparated
+    remix = instrumentals is not None and (separator is not None or student)
+    waves = decode_instrumentals(instrumentals) if remix else []
     if waves:
-        views += remixed_embeddings(plain, list(rows["path"]), waves, separator, progress=progress)
+        views += remixed_embeddings(plain, list(rows["path"]), waves, None if student else separator, progress=progress)
         labels += list(rows["singer"])
     x, y = [], []
     for v, singer in zip(views, labels):
