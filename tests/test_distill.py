@@ -107,6 +107,26 @@ def test_a_clean_share_leaves_that_share_of_examples_unaccompanied(synth_catalog
     assert not np.isinf(plain[0]["vda"].numpy()).any()
 
 
+def test_stretch_plays_the_instrumental_faster_or_slower(synth_catalogue, tmp_path):
+    """--distill-stretch: an instrumental window resampled by the drawn factor: a 440-Hz tone comes out at 440 × f."""
+    import soundfile as sf
+
+    vocals, _ = _pool(synth_catalogue)
+    tone = tmp_path / "tone.wav"
+    sf.write(tone, 0.5 * np.sin(2 * np.pi * 440 * np.arange(10 * 16000) / 16000), 16000)
+
+    def peak_hz(stretch):
+        ds = DistillBatches(vocals, [(str(tone), 10.0)], batch=4, seed=0, steps=1, seconds=2.0, stretch=stretch)
+        acc = ds[0]["accompaniment"].numpy()
+        assert acc.shape == (4, 32000) and np.all(np.abs(acc[:, -100:]).max(axis=1) > 0)  # the window is filled
+        return np.fft.rfftfreq(32000, 1 / 16000)[np.abs(np.fft.rfft(acc, axis=1)).argmax(axis=1)]
+
+    np.testing.assert_allclose(peak_hz(None), 440, atol=1)
+    np.testing.assert_allclose(peak_hz((1.5, 1.5)), 660, atol=1)
+    drawn = peak_hz((0.8, 1.25))
+    assert drawn.min() >= 0.8 * 440 - 1 and drawn.max() <= 1.25 * 440 + 1 and drawn.std() > 5
+
+
 def test_a_few_distillation_steps_lower_the_loss(synth_catalogue, teacher):
     """The default objective (cosine to the teacher's clean-vocal units, gaps taught the mean voice, contrastive
     term), a student started from the teacher, a few Adam steps on synthetic singers' mixtures."""

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .audio import SAMPLE_RATE, load_audio
+from .augment.effects import resample_by
 from .vad import VadModelConfig, VocalActivityModel
 
 log = logging.getLogger(__name__)
@@ -156,8 +157,7 @@ def _stretch(x: np.ndarray, rng: np.random.Generator, factors: tuple[float, floa
     f = float(np.exp(rng.uniform(*np.log(factors))))
     span = min(len(x), int(most * f))
     start = int(rng.integers(0, len(x) - span + 1))
-    x = x[start : start + span]
-    return np.interp(np.arange(0, len(x) - 1, f), np.arange(len(x)), x).astype(np.float32)
+    return resample_by(x[start : start + span], f)
 
 
 def _fit(x: np.ndarray, n: int) -> np.ndarray:

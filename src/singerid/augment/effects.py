@@ -116,6 +116,12 @@ def compress(wave: np.ndarray, rng: np.random.Generator, threshold_db: float | N
     return finish(y * rms(x) / (rms(y) + EPS), len(wave))
 
 
+def resample_by(x: np.ndarray, factor: float) -> np.ndarray:
+    """[T] → [≈T / factor]: played `factor` times faster (pitch and tempo together; linear interpolation). Gives an
+    instrumental new keys and tempi."""
+    return np.interp(np.arange(0, len(x) - 1, factor), np.arange(len(x)), x).astype(np.float32)
+
+
 def remix(wave: np.ndarray, rng: np.random.Generator, instrumentals: Sequence[np.ndarray],
           vda_db: float | None = None) -> np.ndarray:
     """wave + a random window of a random instrumental [T_i] at vocal-to-accompaniment ratio vda_db (RMS, dB),

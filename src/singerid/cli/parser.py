@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distill-clean", type=float, default=0.2, metavar="SHARE",
                    help="distill: share of training examples left without accompaniment, so the student keeps "
                         "reading clean vocals as its teacher does (0: every example is a mixture)")
+    t.add_argument("--distill-stretch", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="distill: each instrumental window resampled by a random factor in [LO, HI] (new keys and "
+                        "tempi; e.g. 0.8 1.25; default: off)")
     t.add_argument("--val-instrumentals", type=int, default=0, metavar="N",
                    help="distill: hold N instrumentals out; the validation cosine to the teacher is measured on them "
                         "(0: on the training instrumentals)")

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from ..audio import AudioError, audio_info, read_window
+from ..augment.effects import resample_by
 from ..data.manifest import vocal_source
 from ..data.pairs import PairBatches
 from ..losses import nt_xent
@@ -118,16 +119,17 @@ class DistillBatches(Dataset):
     """Index = step → {"mixture" [B, T], "vocal" [B, T], "accompaniment" [B, T], "vda" [B], "singers" [B]}.
 
     `vocal` is the clean window the teacher reads (peak-normalised); `mixture` = its vocal + `accompaniment` (a random
-    instrumental window scaled to a VDA drawn in `vda_db`; with probability `clean`, no accompaniment: VDA +inf, so
-    the student keeps the teacher's clean voices), augmented when an augmenter is given, peak-normalised;
+    instrumental window, resampled by a factor in `stretch` when given, scaled to a VDA drawn in `vda_db`; with
+    probability `clean`, no accompaniment: VDA +inf, so the student keeps the teacher's clean voices), augmented when an augmenter is given, peak-normalised;
     `accompaniment` is the instrumental part at the mixture's scale (before any augmentation). A pure function of
     (seed, step). With `pairs` (a vocal-mode PairBatches), views 2i and 2i+1 are two songs of one singer."""
 
     def __init__(self, vocals: list[tuple[str, str, float]], instrumentals: list[tuple[str, float]], batch: int,
                  seed: int, steps: int, seconds: float, vda_db: tuple[float, float] = (-6.0, 12.0),
-                 sample_rate: int = 16000, augment=None, pairs: PairBatches | None = None, clean: float = 0.0):
+                 sample_rate: int = 16000, augment=None, pairs: PairBatches | None = None, clean: float = 0.0,
+                 stretch: tuple[float, float] | None = None):
         self.vocals, self.insts, self.batch, self.seed, self.steps = vocals, instrumentals, batch, seed, steps
-        self.clean = clean
+        self.clean, self.stretch = clean, stretch
         self.seconds, self.vda_db, self.sr, self.augment, self.pairs = seconds, tuple(vda_db), sample_rate, augment, pairs
         w = np.array([d for _, _, d in vocals], float)
         self.weights = w / w.sum()  # a file is drawn in proportion to its length
@@ -164,11 +166,26 @@ class DistillBatches(Dataset):
             best = x if best is None or _rms(x) > _rms(best) else best
         return best
 
+    def _instrumental(self, path: str, duration: float, rng) -> np.ndarray:
+        """An instrumental window; with `stretch`, a window `f` times longer played `f` times faster (f drawn
+        log-uniformly in the range): new keys and tempi from the few instrumentals there are."""
+        if not self.stretch:
+            return self._window(path, duration, rng)
+        f = float(np.exp(rng.uniform(*np.log(self.stretch))))
+        n, seconds = int(round(self.seconds * self.sr)), self.seconds
+        self.seconds = seconds * f
+        try:
+            x = self._window(path, duration, rng)
+        finally:
+            self.seconds = seconds
+        x = resample_by(x, f)[:n]
+        return np.pad(x, (0, n - len(x)))
+
     def example(self, path: str, segs, rng: np.random.Generator) -> dict:
         dur = self.durations.get(path) or audio_info(path).duration
         v = self._window(path, dur, rng, segs).astype(np.float64)
         ipath, idur = self.insts[int(rng.integers(len(self.insts)))]
-        a = self._window(ipath, idur, rng).astype(np.float64)
+        a = self._instrumental(ipath, idur, rng).astype(np.float64)
         vda = float(rng.uniform(*self.vda_db))
         if self.clean > 0 and rng.random() < self.clean:  # the clean vocal itself
             vda, acc = float("inf"), np.zeros_like(a)

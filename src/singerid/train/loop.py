@@ -78,6 +78,7 @@ class TrainConfig:
     distill_gaps: str = "mean"  # units without voice: taught the teacher's mean voice ("mean") or not scored ("skip")
     distill_contrastive: float = 0.0  # weight of the singer-level NT-Xent on the student's mixtures (0: off)
     distill_clean: float = 0.2  # share of training examples with no accompaniment (the clean vocal itself)
+    distill_stretch: tuple[float, float] | None = None  # instrumentals resampled by a factor in this range (None: off)
     val_instrumentals: int = 0  # instrumentals held out for the validation cosine (0: validate on the training ones)
 
     def resolved(self) -> "TrainConfig":
