@@ -11,6 +11,8 @@ Systems: `voice` (the pretrained encoder), `scoring` (pretrained + the scoring b
 table: WCCN on its tracks and their remixes onto --instrumentals separated again, then AS-norm against the
 training singers), `adapted` (`singerid train --config voice --mode vocal` on the fold's table: the recipe), and the peer
 (Resemblyzer's own embed_utterance, from benchmarks/peer_resemblyzer.py's --json), plus any `--extra NAME=ARGS`.
+`NAME+refit` (after NAME) keeps NAME's encoder and refits the scoring backend on it (`singerid fit-scoring
+--checkpoint`: its own embeddings of the training table and of its remixes, unseparated for a distilled student).
 Every system is scored with Spleeter in front, except `NAME@none` (e.g. `voice@none`) and checkpoints that read raw
 mixtures (a distilled student, `--mode distill`), which are scored on the raw audio.
 
@@ -139,6 +141,10 @@ def main() -> None:
                 cli(["fit-scoring", "--manifest", str(train_csv), "--out", str(fold / "scoring"),
                      "--instrumentals", a.instrumentals])
                 emb = load_embedder(checkpoint=str(fold / "scoring"))
+            elif base.endswith("+refit"):  # NAME+refit: run NAME's encoder, a backend refitted on its own views
+                cli(["fit-scoring", "--checkpoint", str(fold / base[: -len("+refit")]), "--manifest", str(train_csv),
+                     "--out", str(fold / base), "--instrumentals", a.instrumentals])
+                emb = load_embedder(checkpoint=str(fold / base))
             else:
                 run = fold / base
                 if not (run / "latest.json").exists():

@@ -218,3 +218,30 @@ def test_a_backend_refitted_on_the_student_still_reads_mixtures(student, synth_c
                  "--separate", "none", "--asnorm-k", "2", "--workers", "0"]) == 0
     emb = ModelEmbedder.from_checkpoint(out, "cpu")
     assert emb.reads_mixtures and emb.space != ModelEmbedder.from_checkpoint(student, "cpu").space
+
+
+def test_distill_can_refit_the_backend_on_the_students_own_unseparated_views(synth_catalogue, teacher, tmp_path,
+                                                                            monkeypatch):
+    """`--scoring wccn` in distill: the student's backend is fitted on its own views (remixes unseparated: no
+    separator is loaded), so it leaves its teacher's space; `teacher` is refused outside distill."""
+    import singerid.separation
+
+    monkeypatch.setattr(singerid.separation, "load_separator", lambda *a, **k: pytest.fail("separator loaded"))
+    t = pd.read_csv(synth_catalogue)
+    insts = tmp_path / "insts.csv"
+    pd.DataFrame({"path": [str(Path(synth_catalogue).parent / p) for p in t["accompaniment_path"]],
+                  "singer": "", "stem": "instrumental"}).to_csv(insts, index=False)
+    out = train(TrainConfig(manifest=str(synth_catalogue), out=str(tmp_path / "run"), mode="distill", model="tiny",
+                            teacher=str(teacher), batch_pairs=4, epoch_steps=2, val_steps=1, max_epochs=1,
+                            num_workers=0, device="cpu", instrumentals=str(insts), val_instrumentals=2,
+                            scoring="wccn", asnorm_k=2))
+    meta = json.loads((out / "best" / "config.json").read_text())
+    assert meta["input"] == "mixture" and "embedding_space" not in meta
+    refit, carried = ScoringBackend.load(out / "best"), ScoringBackend.load(teacher)
+    assert refit.info["classes"] == len(set(load_tracks(synth_catalogue)["singer"]))
+    assert refit.info["n"] != carried.info["n"] == 60  # fitted here, not the teacher's (60 random vectors) carried
+    emb = ModelEmbedder.from_checkpoint(out, "cpu")
+    assert emb.reads_mixtures and emb.space != ModelEmbedder.from_checkpoint(teacher, "cpu").space
+    with pytest.raises(ValueError, match="--scoring teacher"):
+        train(TrainConfig(manifest=str(synth_catalogue), out=str(tmp_path / "b"), mode="vocal", model="tiny",
+                          scoring="teacher"))

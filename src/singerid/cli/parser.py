@@ -63,9 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the table's stem=instrumental rows")
     t.add_argument("--asnorm-k", type=int, default=10,
                    help="the scoring backend's AS-norm: top-k cohort scores (0: cosine scores; default: 10)")
-    t.add_argument("--scoring", choices=["wccn", "lda", "center", "none"],
+    t.add_argument("--scoring", choices=["wccn", "lda", "center", "none", "teacher"],
                    help="scoring backend fitted on the training table at the end, stored in the checkpoint; "
-                        "default: the preset's (voice: wccn; others: none)")
+                        "default: the preset's (voice: wccn; others: none). distill: `teacher` (default) carries the "
+                        "teacher's backend (its catalogues answer the student); a kind refits one on the student's "
+                        "own views, remixes unseparated (better on mixtures; a space of its own)")
     t.add_argument("--freeze", metavar="PATTERNS",
                    help="comma-separated fnmatch patterns of parameters kept frozen, e.g. 'encoder.lstm.*_l0' or "
                         "'none'; default: the preset's (distill: none)")

@@ -36,7 +36,7 @@ from .distill import (
     vocal_files,
     window_cosines,
 )
-from .recipe import instrumental_table, make_augmenter, param_groups
+from .recipe import fit_run_backend, instrumental_table, make_augmenter, param_groups
 from .state import load_train_state, train_state_writer
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,12 @@ LOG_FIELDS = ["step", "epoch", "split", "loss", "cosine", "teacher_cosine", "ide
 def resolve(cfg):
     """Distillation's settings: the preset's train section, except that nothing is frozen unless asked (the LSTM
     must learn to ignore the accompaniment) and `remix` is left out of the preset's augmentations (mixing is the
-    point of every example already)."""
+    point of every example already). Scoring: `teacher` (default) carries the teacher's backend (one space: the
+    teacher's catalogues answer the student); a kind (wccn…) refits it on the student's own views of the table and of
+    its remixes, unseparated (a space of its own); `none`, no backend."""
     asked_aug = cfg.augment
-    cfg = dataclasses.replace(cfg, freeze=() if cfg.freeze is None else cfg.freeze, scoring="none").resolved()
+    cfg = dataclasses.replace(cfg, freeze=() if cfg.freeze is None else cfg.freeze, scoring=cfg.scoring or "teacher")
+    cfg = cfg.resolved()
     if asked_aug is None:
         cfg = dataclasses.replace(cfg, augment=tuple(a for a in cfg.augment if a != "remix"))
     if not cfg.teacher:
@@ -135,14 +138,14 @@ def distill(cfg) -> Path:
         log.info("resumed from %s at step %d", folder, counters["step"])
     meta = {"training": {**dataclasses.asdict(cfg), **data_info},
             "frontend": {"sample_rate": student.sample_rate, "window_seconds": 6.0, "peak_normalise": True},
-            "input": "mixture", "embedding_space": tdesc["embedding_space"],
+            "input": "mixture", **({"embedding_space": tdesc["embedding_space"]} if cfg.scoring == "teacher" else {}),
             "distilled": {**tdesc, "vda_db": list(cfg.vda), "loss": cfg.distill_loss, "nce_weight": cfg.distill_nce,
                           "gaps": cfg.distill_gaps, "contrastive_weight": cfg.distill_contrastive,
                           "clean_share": cfg.distill_clean, "stretch": cfg.distill_stretch}}
 
     def save(folder: Path, extra: dict, state: bool) -> None:
         files = train_state_writer(opt, sched, counters) if state else {}
-        if backend is not None:
+        if backend is not None and cfg.scoring == "teacher":
             files["backend.safetensors"] = lambda p: backend.save(p.parent)  # the teacher's: same space
         save_model(folder, student, {**meta, **extra}, files)
 
@@ -202,4 +205,6 @@ def distill(cfg) -> Path:
     bar.close()
     if not (out / "latest.json").exists():
         checkpoint(True)
+    if cfg.scoring not in ("teacher", "none"):
+        fit_run_backend(out, tracks, cfg)
     return out

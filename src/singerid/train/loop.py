@@ -67,7 +67,7 @@ class TrainConfig:
     instrumentals: str | None = None  # table or folder of instrumentals for remix / --mix-instrumentals (default: the table's)
     freeze: tuple[str, ...] | None = None  # fnmatch patterns of parameter names kept frozen, e.g. "encoder.lstm.*_l0"
     encoder_lr: float | None = None  # learning rate of encoder.* parameters (default: lr)
-    scoring: str | None = None  # scoring backend fitted on the training table at the end: wccn | lda | center | none
+    scoring: str | None = None  # backend fitted on the training table at the end: wccn | lda | center | none (| teacher)
     asnorm_k: int = 10  # the scoring backend's AS-norm: top-k cohort scores (0: cosine scores)
     seconds: float | None = None  # length of a training view (default 6 s, the paper's segment)
     # mode "distill" (train/distill.py): a mixture-reading student taught by a frozen teacher's clean-vocal embeddings
@@ -146,6 +146,8 @@ def _step_loss(model, waves: torch.Tensor, temperature: float) -> dict[str, torc
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) a training run; returns the run folder (usable as `--checkpoint`)."""
+    if cfg.scoring == "teacher" and cfg.mode != "distill":
+        raise ValueError("--scoring teacher is for --mode distill (a student carrying its teacher's backend)")
     if cfg.mode == "distill":
         from .distill_run import distill
 

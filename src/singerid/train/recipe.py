@@ -142,17 +142,20 @@ def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool
 
 
 def fit_run_backend(out: Path, tracks: pd.DataFrame, cfg) -> None:
-    """Fit the scoring backend with the run's chosen checkpoint (on its table, remixed onto the run's instrumentals)
-    and store it in that checkpoint folder."""
+    """Fit the scoring backend with the run's chosen checkpoint (on its table, remixed onto the run's instrumentals:
+    separated again, or as they are for a distilled student) and store it in that checkpoint folder."""
     from ..embed import ModelEmbedder
     from ..models import load_model, resolve_checkpoint
+    from ..models.identity import reads_mixtures
     from ..separation import load_separator
     from ..weights import home
 
     folder = resolve_checkpoint(out)
+    student = reads_mixtures(folder)
     insts = instrumental_table(cfg.instrumentals, tracks)
-    sep = load_separator("spleeter", cfg.device, home() / "separated") if len(insts) else None
-    backend = fit_backend(ModelEmbedder(load_model(folder), f"checkpoint:{out.name}"), tracks, cfg.scoring, cfg.clones,
-                          instrumentals=insts, separator=sep, asnorm_k=cfg.asnorm_k)
+    sep = load_separator("spleeter", cfg.device, home() / "separated") if len(insts) and not student else None
+    emb = ModelEmbedder(load_model(folder), f"checkpoint:{out.name}", reads_mixtures=student)
+    backend = fit_backend(emb, tracks, cfg.scoring, cfg.clones, instrumentals=insts, separator=sep,
+                          asnorm_k=cfg.asnorm_k)
     backend.save(folder)
     log.info("scoring backend (%s) stored in %s", cfg.scoring, folder)
