@@ -120,8 +120,8 @@ class DistillBatches(Dataset):
 
     `vocal` is the clean window the teacher reads (peak-normalised); `mixture` = its vocal + `accompaniment` (a random
     instrumental window, resampled by a factor in `stretch` when given, scaled to a VDA drawn in `vda_db`; with
-    probability `clean`, no accompaniment: VDA +inf, so the student keeps the teacher's clean voices), augmented when an augmenter is given, peak-normalised;
-    `accompaniment` is the instrumental part at the mixture's scale (before any augmentation). A pure function of
+    probability `clean`, no accompaniment: VDA +inf, so the student keeps the teacher's clean voices), augmented when
+    an augmenter is given, peak-normalised; `accompaniment` is the instrumental part at the mixture's scale (before any augmentation). A pure function of
     (seed, step). With `pairs` (a vocal-mode PairBatches), views 2i and 2i+1 are two songs of one singer."""
 
     def __init__(self, vocals: list[tuple[str, str, float]], instrumentals: list[tuple[str, float]], batch: int,
@@ -155,12 +155,13 @@ class DistillBatches(Dataset):
         out["singers"] = [s for _, s, _ in plan]
         return out
 
-    def _window(self, path: str, duration: float, rng, segs=None) -> np.ndarray:
-        """A window of `path` louder than SILENT_DBFS (a few redraws, then the loudest drawn)."""
-        best = None
+    def _window(self, path: str, duration: float, rng, segs=None, seconds: float | None = None) -> np.ndarray:
+        """A window of `path` (`seconds`, default the batch's) louder than SILENT_DBFS (a few redraws, then the
+        loudest drawn)."""
+        best, seconds = None, seconds or self.seconds
         for _ in range(6):
-            start = float(rng.choice(segs)) if segs else float(rng.uniform(0.0, max(0.0, duration - self.seconds)))
-            x = read_window(path, start, self.seconds, self.sr)
+            start = float(rng.choice(segs)) if segs else float(rng.uniform(0.0, max(0.0, duration - seconds)))
+            x = read_window(path, start, seconds, self.sr)
             if 20 * np.log10(max(_rms(x), 1e-12)) > SILENT_DBFS:
                 return x
             best = x if best is None or _rms(x) > _rms(best) else best
@@ -172,13 +173,8 @@ class DistillBatches(Dataset):
         if not self.stretch:
             return self._window(path, duration, rng)
         f = float(np.exp(rng.uniform(*np.log(self.stretch))))
-        n, seconds = int(round(self.seconds * self.sr)), self.seconds
-        self.seconds = seconds * f
-        try:
-            x = self._window(path, duration, rng)
-        finally:
-            self.seconds = seconds
-        x = resample_by(x, f)[:n]
+        n = int(round(self.seconds * self.sr))
+        x = resample_by(self._window(path, duration, rng, seconds=self.seconds * f), f)[:n]
         return np.pad(x, (0, n - len(x)))
 
     def example(self, path: str, segs, rng: np.random.Generator) -> dict:
