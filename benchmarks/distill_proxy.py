@@ -30,7 +30,7 @@ def main() -> None:
     from singerid import cpu
     from singerid.data.manifest import load_tracks
     from singerid.models import load_model, resolve_checkpoint
-    from singerid.models.ge2e import HOP, N_MELS, PARTIAL, partial_starts
+    from singerid.models.ge2e import pad_to_partials
     from singerid.separation import load_separator
     from singerid.train.distill import (
         DistillBatches,
@@ -58,22 +58,11 @@ def main() -> None:
     students = {n: load_model(resolve_checkpoint(p)).eval() for n, p in (s.split("=", 1) for s in a.student)}
     sep = load_separator("spleeter")
     ds = DistillBatches(vocals, insts, 16, a.seed, a.batches, 3.2, (-6.0, 12.0), 16000)
-    print(f"{len(vocals)} vocal stems of {len(held)} held-out singers, {len(insts)} instrumentals, {16 * a.batches} windows")
-
-    def padded(w):  # [B, T] → zero-padded to cover its last partial, as the encoder does
-        return F.pad(w, (0, max(0, (partial_starts(w.shape[-1])[-1] + PARTIAL) * HOP - w.shape[-1])))
-
-    def mel_at(wave, ref):  # [B, T] → [B, frames, 40] mel power with the gain the encoder gives `ref`
-        gain = (10 ** (-30 / 20) / ref.square().mean(-1, keepdim=True).sqrt().clamp_min(1e-8)).clamp_min(1.0)
-        spec = torch.stft(wave * gain, 400, HOP, window=enc.mel.window, center=True, pad_mode="constant",
-                          return_complex=True)
-        return torch.matmul(enc.mel.fb, spec.abs() ** 2).transpose(1, 2)
+    print(f"{len(vocals)} vocal stems of {len(held)} held-out singers, {len(insts)} instrumentals, "
+          f"{16 * a.batches} windows")
 
     def from_mel(mel, n):  # [B, frames, 40] → [B, 256] the encoder's window embedding
-        starts = partial_starts(n)
-        parts = torch.stack([mel[:, s : s + PARTIAL] for s in starts], dim=1)
-        e = enc.embed_partials(parts.reshape(-1, PARTIAL, N_MELS)).reshape(len(mel), len(starts), -1)
-        return F.normalize(e.mean(1), dim=-1)
+        return F.normalize(enc.mel_partials(mel, n).mean(1), dim=-1)
 
     rows: dict[str, list[torch.Tensor]] = {}
     vdas = []
@@ -82,7 +71,8 @@ def main() -> None:
             b = ds[i]
             mix, acc, n = b["mixture"], b["accompaniment"], b["mixture"].shape[-1]
             target = enc(b["vocal"])
-            pm, pv, pa = (mel_at(padded(w), padded(mix)) for w in (mix, mix - acc, acc))
+            padded = pad_to_partials(mix)  # the mixture and its parts, at the mixture's gain
+            pm, pv, pa = (enc.mel(pad_to_partials(w), padded) for w in (mix, mix - acc, acc))
             sep_voc = np.stack([sep.separate(x.numpy())["vocals"][:n] for x in mix]).astype(np.float32)
             embs = {"teacher, raw mixture": enc(mix), "teacher + Spleeter": enc(torch.from_numpy(sep_voc)),
                     "teacher, oracle mel mask": from_mel(pm * pv / (pv + pa + 1e-10), n),
@@ -93,7 +83,8 @@ def main() -> None:
                 rows.setdefault(k, []).append(torch.stack([(e * target).sum(-1), own.float()], 1))
             vdas.append(b["vda"])
     vda = torch.cat(vdas)
-    head = "| system | cosine | own nearest | " + " | ".join(f"own nearest {lo:+d}…{hi:+d} dB" for lo, hi in BANDS) + " |"
+    head = "| system | cosine | own nearest | " + " | ".join(f"own nearest {lo:+d}…{hi:+d} dB" for lo, hi in BANDS)
+    head += " |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for k, r in rows.items():

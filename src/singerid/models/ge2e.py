@@ -55,6 +55,11 @@ def partial_starts(n_samples: int) -> list[int]:
     return starts
 
 
+def pad_to_partials(wave: Tensor) -> Tensor:
+    """[..., T] → zero-padded to cover its last partial (Resemblyzer)."""
+    return F.pad(wave, (0, max(0, (partial_starts(wave.shape[-1])[-1] + PARTIAL) * HOP - wave.shape[-1])))
+
+
 class VoiceMel(nn.Module):
     """wave [B, T] at 16 kHz → [B, frames, 40] mel power (librosa: centred, zero-padded STFT), after raising quiet
     audio to -30 dBFS (Resemblyzer's preprocessing, per example)."""
@@ -64,8 +69,10 @@ class VoiceMel(nn.Module):
         self.register_buffer("window", torch.hann_window(N_FFT, periodic=True), persistent=False)
         self.register_buffer("fb", torch.from_numpy(slaney_mel_filterbank()), persistent=False)
 
-    def forward(self, wave: Tensor) -> Tensor:
-        rms = wave.square().mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8)
+    def forward(self, wave: Tensor, gain_of: Tensor | None = None) -> Tensor:
+        """`gain_of` [B, T]: apply the gain this other wave would get (a mixture's parts at the mixture's gain)."""
+        ref = wave if gain_of is None else gain_of
+        rms = ref.square().mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8)
         wave = wave * torch.clamp(10 ** (TARGET_DBFS / 20) / rms, min=1.0)
         spec = torch.stft(wave, N_FFT, HOP, window=self.window, center=True, pad_mode="constant", return_complex=True)
         return torch.matmul(self.fb, spec.abs() ** 2).transpose(1, 2)
@@ -92,11 +99,13 @@ class GE2EEncoder(nn.Module):
 
     def partials(self, wave: Tensor) -> Tensor:
         """[B, T] → [B, P, 256]: the wave is zero-padded to cover its last partial, as Resemblyzer does."""
-        starts = partial_starts(wave.shape[-1])
-        wave = F.pad(wave, (0, max(0, (starts[-1] + PARTIAL) * HOP - wave.shape[-1])))
-        mel = self.mel(wave)  # [B, frames, 40]
+        return self.mel_partials(self.mel(pad_to_partials(wave)), wave.shape[-1])
+
+    def mel_partials(self, mel: Tensor, n_samples: int) -> Tensor:
+        """[B, frames, 40] mel power of a padded `n_samples` wave → [B, P, 256] its partials' embeddings."""
+        starts = partial_starts(n_samples)
         parts = torch.stack([mel[:, s : s + PARTIAL] for s in starts], dim=1)  # [B, P, 160, 40]
-        return self.embed_partials(parts.reshape(-1, PARTIAL, N_MELS)).reshape(len(wave), len(starts), -1)
+        return self.embed_partials(parts.reshape(-1, PARTIAL, N_MELS)).reshape(len(mel), len(starts), -1)
 
     def forward(self, wave: Tensor) -> Tensor:
         return F.normalize(self.partials(wave).mean(dim=1), dim=-1)
