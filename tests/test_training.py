@@ -88,6 +88,42 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(synth_catalogue, tmp_p
     assert json.loads((part / "latest.json").read_text())["step"] == 10
 
 
+def test_cosine_schedule_anneals_every_group_to_zero_and_survives_a_resume(synth_catalogue, tmp_path):
+    import torch
+
+    from singerid.train.recipe import lr_scheduler, scheduler_step
+    from singerid.train.state import load_train_state, train_state_writer
+
+    run = train(TrainConfig(manifest=str(synth_catalogue), out=str(tmp_path / "run"), mode="vocal", model="tiny",
+                            batch_pairs=4, epoch_steps=4, val_steps=1, num_workers=0, max_steps=8, lr=1e-3,
+                            lr_schedule="cosine"))
+    with open(run / "log.csv") as fh:
+        lr = {int(r["step"]): float(r["lr"]) for r in csv.DictReader(fh) if r["split"] == "train"}
+    assert list(lr) == list(range(1, 9))
+    assert lr[4] == pytest.approx(0.5e-3) and lr[8] == pytest.approx(0.0, abs=1e-12)  # the rate after each step
+    assert all(lr[s + 1] < lr[s] for s in range(1, 8))
+
+    def optimizer():
+        a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+        opt = torch.optim.Adam([{"params": [a]}, {"params": [b], "lr": 1e-4}], lr=1e-3)
+        cfg = TrainConfig(manifest="", out="", lr_schedule="cosine")
+        return opt, lr_scheduler(opt, cfg, total_steps=10)
+
+    opt, sched = optimizer()
+    for _ in range(3):
+        opt.step()
+        scheduler_step(sched)
+        scheduler_step(sched, val_score=1.0)  # epoch ends leave a per-step schedule alone
+    for name, write in train_state_writer(opt, sched, {"step": 3}).items():
+        write(tmp_path / name)
+    opt2, sched2 = optimizer()
+    assert load_train_state(tmp_path, opt2, sched2)["step"] == 3
+    assert sched2.get_last_lr() == pytest.approx(sched.get_last_lr())
+    assert sched.get_last_lr()[1] == pytest.approx(1e-4 * 0.5 * (1 + np.cos(np.pi * 3 / 10)))
+    with pytest.raises(ValueError, match="schedule"):
+        lr_scheduler(opt, TrainConfig(manifest="", out="", lr_schedule="linear"), 10)
+
+
 def test_resume_after_kill_9_mid_run(synth_catalogue, tmp_path):
     """A real SIGKILL during training: the newest checkpoint stays loadable and the run continues from it."""
     out = tmp_path / "killed"

@@ -36,7 +36,7 @@ from .distill import (
     vocal_files,
     window_cosines,
 )
-from .recipe import fit_run_backend, instrumental_table, make_augmenter, param_groups
+from .recipe import fit_run_backend, instrumental_table, lr_scheduler, make_augmenter, param_groups, scheduler_step
 from .state import load_train_state, train_state_writer
 
 log = logging.getLogger(__name__)
@@ -128,8 +128,8 @@ def distill(cfg) -> Path:
     tracks = load_tracks(cfg.manifest)
     train_ds, val_ds, data_info = _datasets(cfg, tracks, student.sample_rate)
     opt = torch.optim.Adam(param_groups(student, cfg), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.plateau_factor,
-                                                       patience=cfg.plateau_patience)
+    total = min(len(train_ds), cfg.max_steps if cfg.max_steps is not None else len(train_ds))
+    sched = lr_scheduler(opt, cfg, total, mode="max")
     counters = {"step": 0, "epoch": 0, "best_val": -1.0, "bad_epochs": 0}
     if cfg.resume and (out / "latest.json").exists():
         folder = out / json.loads((out / "latest.json").read_text())["checkpoint"]
@@ -160,7 +160,6 @@ def distill(cfg) -> Path:
             shutil.rmtree(old, ignore_errors=True)
 
     gap_target = mean_voice(teacher, val_ds, device) if cfg.distill_gaps == "mean" else None
-    total = min(len(train_ds), cfg.max_steps if cfg.max_steps is not None else len(train_ds))
     step, t0 = counters["step"], time.time()
     if step == 0:
         v = validate(student, teacher, val_ds, cfg, device)
@@ -178,6 +177,7 @@ def distill(cfg) -> Path:
         opt.zero_grad(set_to_none=True)
         res["loss"].backward()
         opt.step()
+        scheduler_step(sched)
         step = counters["step"] = step + 1
         lr = opt.param_groups[-1]["lr"]
         bar.update(1)
@@ -187,7 +187,7 @@ def distill(cfg) -> Path:
         if step % cfg.epoch_steps == 0 or step == total:
             v = validate(student, teacher, val_ds, cfg, device)
             score = v["student"] + v["identified"]  # closeness to the teacher and what tells vocals apart
-            sched.step(score)
+            scheduler_step(sched, score)
             counters["epoch"] += 1
             improved = score > counters["best_val"]
             counters["best_val"] = max(counters["best_val"], score)

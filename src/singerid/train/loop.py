@@ -28,7 +28,7 @@ from ..losses import nt_xent
 from ..models import create_model, get_config, save_model
 from ..models.checkpoint import load_weights, write_json_atomic
 from . import dist
-from .recipe import fit_run_backend, instrumental_table, make_augmenter, param_groups
+from .recipe import fit_run_backend, instrumental_table, lr_scheduler, make_augmenter, param_groups, scheduler_step
 from .state import load_train_state, train_state_writer
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class TrainConfig:
     val_steps: int | None = None
     plateau_patience: int | None = None
     plateau_factor: float | None = None
+    lr_schedule: str | None = None  # plateau (per epoch, on the validation score) | cosine (annealed to 0 per step)
     stop_patience: int | None = None
     max_epochs: int | None = None
     val_fraction: float = 0.1
@@ -86,7 +87,8 @@ class TrainConfig:
         preset = _model_config(self.model).train
         fills = {k: preset[k] for k in preset if getattr(self, k, 0) is None}
         cfg = dataclasses.replace(self, **fills)
-        paper = {"clones": False, "augment": (), "augment_prob": 0.5, "freeze": (), "scoring": "none", "seconds": 6.0}
+        paper = {"clones": False, "augment": (), "augment_prob": 0.5, "freeze": (), "scoring": "none", "seconds": 6.0,
+                 "lr_schedule": "plateau"}
         cfg = dataclasses.replace(cfg, **{k: v for k, v in paper.items() if getattr(cfg, k) is None})
         return dataclasses.replace(cfg, augment=tuple(cfg.augment), freeze=tuple(cfg.freeze))
 
@@ -180,7 +182,8 @@ def train(cfg: TrainConfig) -> Path:
     val_ds = PairBatches(sources, val_s, cfg.mode, cfg.batch_pairs, cfg.seed + 1_000_003, cfg.val_steps, ctx.rank,
                          ctx.world, cfg.seconds, sr)
     opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+    stop_at = min(total_steps, cfg.max_steps if cfg.max_steps is not None else total_steps)
+    sched = lr_scheduler(opt, cfg, stop_at)
     counters = {"step": 0, "epoch": 0, "best_val": float("inf"), "bad_epochs": 0}
     if cfg.resume and (out / "latest.json").exists():
         folder = out / json.loads((out / "latest.json").read_text())["checkpoint"]
@@ -191,7 +194,6 @@ def train(cfg: TrainConfig) -> Path:
         raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     runlog = RunLog(out, counters["step"] if cfg.resume else None, cfg.tensorboard) if ctx.is_main else None
     ddp_model = dist.wrap(model, ctx)
-    stop_at = min(total_steps, cfg.max_steps if cfg.max_steps is not None else total_steps)
     meta = {"training": {**dataclasses.asdict(cfg), "singers_train": len(train_s), "singers_val": len(val_s)},
             "frontend": {"sample_rate": sr, "window_seconds": 6.0, "peak_normalise": True}}
 
@@ -218,6 +220,7 @@ def train(cfg: TrainConfig) -> Path:
         opt.zero_grad(set_to_none=True)
         res["contrastive_loss"].backward()
         opt.step()
+        scheduler_step(sched)
         step = counters["step"] = step + 1
         lr = opt.param_groups[0]["lr"]
         loss = float(res["contrastive_loss"].detach())
@@ -259,7 +262,7 @@ def validate(model, val_ds: PairBatches, temperature: float, device) -> dict[str
 def _end_epoch(model, val_ds, cfg, ctx, opt, sched, counters, runlog, checkpoint, t0) -> bool:
     """Validate, step the scheduler, checkpoint; → True when training should stop."""
     v = validate(model, val_ds, cfg.temperature, ctx.device)
-    sched.step(v["loss"])
+    scheduler_step(sched, v["loss"])
     counters["epoch"] += 1
     improved = v["loss"] < counters["best_val"]
     if improved:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..audio import AudioError, load_audio
 from ..data.manifest import load_tracks, singers_of, vocal_source
@@ -34,6 +36,30 @@ def param_groups(model, cfg) -> list[dict]:
     if enc:
         groups.append({"params": enc, "lr": cfg.encoder_lr})
     return [g for g in groups if g["params"]]
+
+
+def lr_scheduler(opt: torch.optim.Optimizer, cfg, total_steps: int, mode: str = "min"):
+    """The run's learning-rate schedule (`cfg.lr_schedule`): `plateau` (the paper's) multiplies every group's rate by
+    `cfg.plateau_factor` after `cfg.plateau_patience` epochs without a better validation score (`mode`: "min" for a
+    loss, "max" for a score); `cosine` anneals each group's rate from its own value to 0 over `total_steps` steps.
+    Step it with `scheduler_step`."""
+    if cfg.lr_schedule == "cosine":
+        total = max(1, total_steps)
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    if cfg.lr_schedule != "plateau":
+        raise ValueError(f"unknown learning-rate schedule {cfg.lr_schedule!r} (plateau | cosine)")
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=cfg.plateau_factor,
+                                                      patience=cfg.plateau_patience)
+
+
+def scheduler_step(sched, val_score: float | None = None) -> None:
+    """Call after every training step (no `val_score`) and at every epoch end (its validation score): the cosine
+    schedule moves per step, the plateau schedule per epoch."""
+    plateau = isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    if plateau and val_score is not None:
+        sched.step(val_score)
+    elif not plateau and val_score is None:
+        sched.step()
 
 
 def instrumental_table(spec: str | None, tracks: pd.DataFrame) -> pd.DataFrame:
