@@ -36,7 +36,14 @@ from .distill import (
     vocal_files,
     window_cosines,
 )
-from .recipe import fit_run_backend, instrumental_table, lr_scheduler, make_augmenter, param_groups, scheduler_step
+from .recipe import (
+    fit_run_backend,
+    instrumental_table,
+    lr_scheduler,
+    make_augmenter,
+    param_groups,
+    scheduler_step,
+)
 from .state import load_train_state, train_state_writer
 
 log = logging.getLogger(__name__)

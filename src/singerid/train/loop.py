@@ -28,7 +28,14 @@ from ..losses import nt_xent
 from ..models import create_model, get_config, save_model
 from ..models.checkpoint import load_weights, write_json_atomic
 from . import dist
-from .recipe import fit_run_backend, instrumental_table, lr_scheduler, make_augmenter, param_groups, scheduler_step
+from .recipe import (
+    fit_run_backend,
+    instrumental_table,
+    lr_scheduler,
+    make_augmenter,
+    param_groups,
+    scheduler_step,
+)
 from .state import load_train_state, train_state_writer
 
 log = logging.getLogger(__name__)
