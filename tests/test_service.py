@@ -52,13 +52,13 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def make_catalogue(root, synth_catalogue, singers: int | None = None):
+def make_catalogue(root, synth_catalogue, singers: int | None = None, model=None):
     import pandas as pd
 
     from singerid.catalogue import Catalogue
     from singerid.models import create_model, save_model
 
-    ckpt = save_model(root / "ck", create_model("tiny", seed=0))
+    ckpt = save_model(root / "ck", model if model is not None else create_model("tiny", seed=0))
     t = pd.read_csv(synth_catalogue)
     t["path"] = [str(synth_catalogue.parent / p) for p in t["vocals_path"]]
     t["stem"] = "vocals"
@@ -398,10 +398,19 @@ def test_a_stalled_upload_gets_408(server):
 
 
 def test_a_timed_out_job_keeps_its_slot_until_its_work_ends(tmp_path, synth_catalogue):
-    cat, t = make_catalogue(tmp_path, synth_catalogue)
-    proc, url = start_server(cat, "--timeout", "0.01", "--max-queue", "1")
+    """The work must surely outlive the timeout and the next request, and the timeout surely outlive decoding (a job
+    timed out before the model starts is cancelled at once): a wide, deep AST (~0.3-2 s for a minute of audio on a
+    CPU, against ~5 ms of decoding and a 0.3-s timeout). With the tiny model the work ended within ms of the 504."""
+    import dataclasses
+
+    from singerid.models import create_model, get_config
+
+    tiny = get_config("tiny")
+    slow = dataclasses.replace(tiny, name="slow", encoder={**tiny.encoder, "dim": 384, "depth": 12})
+    cat, t = make_catalogue(tmp_path, synth_catalogue, singers=2, model=create_model(slow, seed=0))
+    proc, url = start_server(cat, "--timeout", "0.3", "--max-queue", "1")
     try:
-        data = _wav(tmp_path / "q.wav", 15.0).read_bytes()
+        data = _wav(tmp_path / "q.wav", 60.0).read_bytes()
         r = httpx.post(url + "/identify", files={"file": ("q.wav", data)}, timeout=60)
         assert r.status_code == 504 and list(r.json()) == ["error"]
         r = httpx.post(url + "/identify", files={"file": ("q.wav", data)}, timeout=60)
