@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-epochs", type=int, help="stop after this many epochs (default: the preset's; paper: 100)")
     t.add_argument("--lr-schedule", choices=["plateau", "cosine"],
                    help="plateau: rates cut when validation stalls (the paper's, default); cosine: every rate annealed "
-                        "to 0 over the run's steps")
+                        "to 0 over the run's steps (--max-epochs × --epoch-steps, or --max-steps)")
     t.add_argument("--ckpt-every", type=int, help="also checkpoint every N steps")
     t.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers")
     t.add_argument("--seed", type=int, default=0, help="random seed")

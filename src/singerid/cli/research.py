@@ -18,8 +18,8 @@ def cmd_train(a) -> int:
     cfg = TrainConfig(
         manifest=a.manifest, out=a.out, mode=a.mode, model=a.config, resume=a.resume, max_steps=a.max_steps,
         seed=a.seed, batch_pairs=a.batch_pairs, lr=a.lr, epoch_steps=a.epoch_steps, val_steps=a.val_steps,
-        max_epochs=a.max_epochs, lr_schedule=a.lr_schedule, num_workers=a.workers, device=a.device, ckpt_every=a.ckpt_every,
-        tensorboard=a.tensorboard, separate=a.separate,
+        max_epochs=a.max_epochs, lr_schedule=a.lr_schedule, num_workers=a.workers, device=a.device,
+        ckpt_every=a.ckpt_every, tensorboard=a.tensorboard, separate=a.separate,
         mix_instrumentals=a.mix_instrumentals, clones=a.clones, instrumentals=a.instrumentals, scoring=a.scoring,
         asnorm_k=a.asnorm_k, augment=_names(a.augment), freeze=_names(a.freeze), encoder_lr=a.encoder_lr, seconds=a.seconds,
         teacher=a.teacher, vda=tuple(a.vda), distill_loss=a.distill_loss, distill_contrastive=a.distill_contrastive,
