@@ -21,6 +21,8 @@ from singerid.models.backend import BackendConfig, ScoringBackend
 from singerid.models.identity import embedding_space
 from singerid.train.distill import (
     DistillBatches,
+    backend_map,
+    distill_loss,
     instrumental_files,
     load_teacher,
     mean_voice,
@@ -245,3 +247,36 @@ def test_distill_can_refit_the_backend_on_the_students_own_unseparated_views(syn
     with pytest.raises(ValueError, match="--scoring teacher"):
         train(TrainConfig(manifest=str(synth_catalogue), out=str(tmp_path / "b"), mode="vocal", model="tiny",
                           scoring="teacher"))
+
+
+def test_distillation_in_the_backend_space_ignores_what_the_backend_discards(synth_catalogue, teacher, tmp_path):
+    """`--distill-space backend`: voiced units are compared after the teacher's backend, so a student unit that differs
+    from its teacher's only along a direction the backend drops costs nothing there (and does in the embedding space);
+    units without voice are still taught the mean voice in the embedding space. A teacher without a backend is refused."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 8)).astype(np.float32)
+    backend = ScoringBackend(mean=np.zeros(8), transform=np.eye(8)[:, :6], info={})  # drops dimensions 6 and 7
+    project = backend_map(backend)
+    t = torch.nn.functional.normalize(torch.from_numpy(x[:12]).reshape(3, 4, 8), dim=-1)
+    s = t.clone()
+    s[..., 6:] += 5.0  # moved only where the backend does not look
+    active = torch.tensor([[True, True, True, False]] * 3)
+    gap = torch.nn.functional.normalize(torch.ones(8), dim=0)
+    plain = distill_loss(s, t, active, "cosine", gap)["distill_loss"]
+    scored = distill_loss(s, t, active, "cosine", gap, project)["distill_loss"]
+    gaps_only = distill_loss(s, torch.where(active[..., None], s, t), active, "cosine", gap)["distill_loss"]
+    assert float(scored) == pytest.approx(float(gaps_only), abs=1e-6)  # voiced units cost nothing after the backend
+    assert float(plain) > float(scored) + 0.1
+    insts = tmp_path / "insts.csv"
+    tab = pd.read_csv(synth_catalogue)
+    pd.DataFrame({"path": [str(Path(synth_catalogue).parent / p) for p in tab["accompaniment_path"]],
+                  "singer": "", "stem": "instrumental"}).to_csv(insts, index=False)
+    common = dict(manifest=str(synth_catalogue), mode="distill", model="tiny", batch_pairs=4, epoch_steps=2,
+                  val_steps=1, max_epochs=1, num_workers=0, device="cpu", instrumentals=str(insts),
+                  val_instrumentals=2, distill_space="backend")
+    out = train(TrainConfig(out=str(tmp_path / "run"), teacher=str(teacher), **common))
+    assert json.loads((out / "best" / "config.json").read_text())["distilled"]["space"] == "backend"
+    bare = tmp_path / "bare"
+    save_model(bare, create_model("tiny", seed=0))
+    with pytest.raises(ValueError, match="no scoring backend"):
+        train(TrainConfig(out=str(tmp_path / "b"), teacher=str(bare), **common))

@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distill-clean", type=float, default=0.2, metavar="SHARE",
                    help="distill: share of training examples left without accompaniment, so the student keeps "
                         "reading clean vocals as its teacher does (0: every example is a mixture)")
+    t.add_argument("--distill-space", choices=["embedding", "backend"], default="embedding",
+                   help="distill: compare the voiced units in the embedding space, or after the teacher's scoring "
+                        "backend (centring + WCCN: the space identification scores in; the teacher needs one)")
     t.add_argument("--distill-stretch", type=float, nargs=2, metavar=("LO", "HI"),
                    help="distill: each instrumental window resampled by a random factor in [LO, HI] (new keys and "
                         "tempi; e.g. 0.8 1.25; default: off)")

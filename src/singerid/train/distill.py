@@ -221,23 +221,36 @@ def unit_activity(vocal: torch.Tensor, n_units: int) -> torch.Tensor:
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, active: torch.Tensor, kind: str = "cosine",
-                 gap_target: torch.Tensor | None = None) -> dict:
+                 gap_target: torch.Tensor | None = None, project=None) -> dict:
     """Student/teacher unit embeddings [B, U, D] and the active units [B, U] → {"distill_loss", "cosine"}.
     kind: cosine (1 − cos), mse (squared distance), or both (their sum), over the units with voice. With `gap_target`
     [D], the units without voice are taught that fixed vector (the teacher's mean voice: no instrumental-dependent
-    direction left in a track's mean), with the same weight per unit."""
+    direction left in a track's mean), with the same weight per unit. With `project` (the teacher's scoring backend as
+    an affine map [..., D] → [..., d]), the voiced units' cosine is measured after it, in the space identification
+    scores in; the units without voice stay in the embedding space (the mean voice sits near the backend's centre)."""
     if kind not in ("cosine", "mse", "both"):
         raise ValueError(f"distill loss must be cosine, mse or both, got {kind!r}")
     cos = (F.normalize(student, dim=-1) * F.normalize(teacher, dim=-1)).sum(-1)  # [B, U]
     w = active.float() / active.float().sum().clamp_min(1.0)
+    target = teacher
     if gap_target is not None:
-        teacher = torch.where(active[..., None], teacher, gap_target.expand_as(teacher))
+        target = torch.where(active[..., None], teacher, gap_target.expand_as(teacher))
         w = torch.full_like(w, 1.0 / w.numel())
-    fit = (F.normalize(student, dim=-1) * F.normalize(teacher, dim=-1)).sum(-1)
-    terms = {"cosine": 1 - fit, "mse": (student - teacher).square().sum(-1)}
+    fit = (F.normalize(student, dim=-1) * F.normalize(target, dim=-1)).sum(-1)
+    if project is not None:
+        voiced = (F.normalize(project(student), dim=-1) * F.normalize(project(teacher), dim=-1)).sum(-1)
+        fit = torch.where(active, voiced, fit)
+    terms = {"cosine": 1 - fit, "mse": (student - target).square().sum(-1)}
     loss = sum(terms[k] for k in (("cosine", "mse") if kind == "both" else (kind,)))
     wa = active.float() / active.float().sum().clamp_min(1.0)
     return {"distill_loss": (loss * w).sum(), "cosine": (cos.detach() * wa).sum()}
+
+
+def backend_map(backend, device="cpu"):
+    """A scoring backend → its affine map on torch embeddings, [..., D] → [..., d] (centre, then transform)."""
+    mean = torch.as_tensor(backend.mean, device=device)
+    transform = torch.as_tensor(backend.transform, device=device)
+    return lambda x: (x - mean) @ transform
 
 
 def nce_loss(student: torch.Tensor, teacher: torch.Tensor, active: torch.Tensor, tau: float = NCE_TEMPERATURE):
@@ -253,16 +266,18 @@ def nce_loss(student: torch.Tensor, teacher: torch.Tensor, active: torch.Tensor,
     return F.cross_entropy(logits.masked_fill(same, float("-inf")), torch.arange(len(win), device=win.device))
 
 
-def step_loss(student, teacher, batch: dict, cfg, gap_target: torch.Tensor | None = None) -> dict:
-    """One batch → {"loss", "distill_loss", "cosine", ("nce_loss"), ("contrastive_loss")}."""
+def step_loss(student, teacher, batch: dict, cfg, gap_target: torch.Tensor | None = None, project=None) -> dict:
+    """One batch → {"loss", "distill_loss", "cosine", ("nce_loss"), ("contrastive_loss")}; `project`: the voiced
+    units are compared after the teacher's scoring backend (`backend_map`), in the distillation and contrastive
+    terms."""
     s_units, s_raw = units(student, batch["mixture"])
     with torch.no_grad():
         t_units, _ = units(teacher, batch["vocal"])
     active = unit_activity(batch["vocal"], s_units.shape[1])
-    res = distill_loss(s_units, t_units, active, cfg.distill_loss, gap_target)
+    res = distill_loss(s_units, t_units, active, cfg.distill_loss, gap_target, project)
     res["loss"] = res["distill_loss"]
     if cfg.distill_nce > 0 and active.any():  # a batch of silent draws has no voiced unit to contrast
-        res["nce_loss"] = nce_loss(s_units, t_units, active)
+        res["nce_loss"] = nce_loss(*((project(s_units), project(t_units)) if project else (s_units, t_units)), active)
         res["loss"] = res["loss"] + cfg.distill_nce * res["nce_loss"]
     if cfg.distill_contrastive > 0:
         c = nt_xent(student.projector(s_raw), cfg.temperature)

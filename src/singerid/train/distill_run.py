@@ -24,6 +24,7 @@ from ..models import save_model
 from ..models.checkpoint import load_weights, write_json_atomic
 from .distill import (
     DistillBatches,
+    backend_map,
     distill_loss,
     identified,
     instrumental_files,
@@ -126,6 +127,12 @@ def distill(cfg) -> Path:
     if (out / "latest.json").exists() and not cfg.resume:
         raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     teacher, tdesc, backend = load_teacher(cfg.teacher, device)
+    if cfg.distill_space not in ("embedding", "backend"):
+        raise ValueError(f"--distill-space must be embedding or backend, got {cfg.distill_space!r}")
+    if cfg.distill_space == "backend" and backend is None:
+        raise ValueError(f"--distill-space backend: the teacher {cfg.teacher} has no scoring backend (fit one with "
+                         "`singerid fit-scoring`, or train the teacher with --scoring wccn)")
+    project = backend_map(backend, device) if cfg.distill_space == "backend" else None
     arch = _model_config(cfg.model).architecture
     if arch != teacher.cfg.architecture:
         raise ValueError(f"--config {cfg.model} is a {arch} model but the teacher is {teacher.cfg.architecture}: "
@@ -148,7 +155,8 @@ def distill(cfg) -> Path:
             "input": "mixture", **({"embedding_space": tdesc["embedding_space"]} if cfg.scoring == "teacher" else {}),
             "distilled": {**tdesc, "vda_db": list(cfg.vda), "loss": cfg.distill_loss, "nce_weight": cfg.distill_nce,
                           "gaps": cfg.distill_gaps, "contrastive_weight": cfg.distill_contrastive,
-                          "clean_share": cfg.distill_clean, "stretch": cfg.distill_stretch}}
+                          "clean_share": cfg.distill_clean, "stretch": cfg.distill_stretch,
+                          "space": cfg.distill_space}}
 
     def save(folder: Path, extra: dict, state: bool) -> None:
         files = train_state_writer(opt, sched, counters) if state else {}
@@ -180,7 +188,7 @@ def distill(cfg) -> Path:
     stopped = counters["bad_epochs"] >= cfg.stop_patience
     for batch in loader if step < total and not stopped else []:
         b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        res = step_loss(student, teacher, b, cfg, gap_target)
+        res = step_loss(student, teacher, b, cfg, gap_target, project)
         opt.zero_grad(set_to_none=True)
         res["loss"].backward()
         opt.step()
