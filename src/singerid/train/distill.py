@@ -277,7 +277,8 @@ def step_loss(student, teacher, batch: dict, cfg, gap_target: torch.Tensor | Non
     res = distill_loss(s_units, t_units, active, cfg.distill_loss, gap_target, project)
     res["loss"] = res["distill_loss"]
     if cfg.distill_nce > 0 and active.any():  # a batch of silent draws has no voiced unit to contrast
-        res["nce_loss"] = nce_loss(*((project(s_units), project(t_units)) if project else (s_units, t_units)), active)
+        s_nce, t_nce = (project(s_units), project(t_units)) if project else (s_units, t_units)
+        res["nce_loss"] = nce_loss(s_nce, t_nce, active)
         res["loss"] = res["loss"] + cfg.distill_nce * res["nce_loss"]
     if cfg.distill_contrastive > 0:
         c = nt_xent(student.projector(s_raw), cfg.temperature)
