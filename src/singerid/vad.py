@@ -2,7 +2,7 @@
 
 (a) `energy_activity`: from a vocal stem (given or separated) relative to its mixture — a window is vocal when the
     stem is loud enough in absolute terms and relative to the mixture.
-(b) `VocalActivityModel`: windows of mixtures, no separation: a small head on the frozen pretrained speaker encoder,
+(b) `VocalActivityModel`: windows of mixtures, no separation: a small head on a frozen pretrained music tagger,
     trained by `singerid train-vad` (`vad_train`) from vocal stems mixed onto instrumentals. Installed in
     `$SINGERID_HOME/vad`, it chooses the windows of audio that is neither a stem nor separated (`installed_vad`).
 Filters: tracks ≥ 75 % vocal windows for training, ≥ 50 % for evaluation sets, singers with ≥ 2 tracks.
@@ -83,16 +83,33 @@ def trim_silences(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, frame: float
     return wave[: frames * n][np.repeat(mask, n)]
 
 
+ENCODERS = ("musicnn", "voice")
+
+
 @dataclass
 class VadModelConfig:
-    """The vocal-activity model: a frozen pretrained speaker encoder (GE2E, `voice`) read per 1.6-s partial (its LSTM
-    state, embedding and output statistics, and log-mel statistics: 1104 numbers, standardised), a small MLP per
-    partial, and the window's logit the mean of its partials' logits."""
+    """The vocal-activity model: a frozen pretrained encoder's features of each window, standardised, and a small MLP.
+    `musicnn` (default): the MTT_musicnn music tagger read once per 3-s window (its 50 tag probabilities, penultimate
+    layer and the max and mean over time of its 753 front- and mid-end maps: 1756 numbers). `voice`: the GE2E speaker
+    encoder read per 1.6-s partial (its LSTM state, embedding, output statistics and log-mel statistics: 1104
+    numbers), the window's logit the mean of its partials' logits."""
 
     window: float = 3.0  # seconds per decision
     hidden: int = 256
     dropout: float = 0.5
-    encoder: str = "voice"  # pretrained weights of the encoder (Resemblyzer wheel); never saved with the head
+    encoder: str = "musicnn"  # pretrained weights of the frozen encoder (ENCODERS); never saved with the head
+
+
+def _pretrained_encoder(name: str) -> nn.Module:
+    if name == "musicnn":
+        from .models.musicnn import pretrained_musicnn
+
+        return pretrained_musicnn()
+    from .models.ge2e import GE2EEncoder, pretrained_state
+
+    encoder = GE2EEncoder()
+    encoder.load_state_dict(pretrained_state(name))
+    return encoder
 
 
 class VocalActivityModel(nn.Module):
@@ -101,14 +118,14 @@ class VocalActivityModel(nn.Module):
 
     def __init__(self, cfg: VadModelConfig = VadModelConfig(), encoder: nn.Module | None = None):
         super().__init__()
-        from .models.ge2e import GE2EEncoder, pretrained_state
-
+        if cfg.encoder not in ENCODERS:
+            raise ValueError(f"unknown vocal-activity encoder {cfg.encoder!r}; known: {', '.join(ENCODERS)}")
         self.cfg = cfg
-        if encoder is None:
-            encoder = GE2EEncoder()
-            encoder.load_state_dict(pretrained_state(cfg.encoder))
-        self.encoder = encoder.eval().requires_grad_(False)
-        dim = 4 * encoder.linear.in_features + 2 * encoder.lstm.input_size
+        self.encoder = (encoder or _pretrained_encoder(cfg.encoder)).eval().requires_grad_(False)
+        if cfg.encoder == "musicnn":
+            dim = self.encoder.out.out_features + self.encoder.dense.out_features + self.encoder.dense.in_features  # 1756
+        else:
+            dim = 4 * self.encoder.linear.in_features + 2 * self.encoder.lstm.input_size
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(dim))
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(dim, cfg.hidden), nn.ReLU(),
@@ -116,7 +133,15 @@ class VocalActivityModel(nn.Module):
 
     @torch.inference_mode()
     def features(self, wave: torch.Tensor, batch: int = 64) -> torch.Tensor:
-        """[B, T] → [B, P, 1104] per 1.6-s partial, from the frozen encoder: its last LSTM state, its embedding, the
+        """[B, T] → [B, P, D]: P = 1 for `musicnn` (D = 1756), P 1.6-s partials for `voice` (D = 1104)."""
+        if self.cfg.encoder == "musicnn":
+            out = [torch.cat([o["taggram"], o["penultimate"], o["max_pool"], o["mean_pool"]], dim=-1)
+                   for o in map(self.encoder, wave.split(batch))]
+            return torch.cat(out)[:, None] if out else torch.zeros(0, 1, len(self.mean))
+        return self._voice_features(wave, batch)
+
+    def _voice_features(self, wave: torch.Tensor, batch: int) -> torch.Tensor:
+        """[B, T] → [B, P, 1104] per 1.6-s partial, from the frozen GE2E encoder: its last LSTM state, its embedding, the
         mean and max over time of the last LSTM layer's outputs (256 each), and the log-mel mean and std (40 each)."""
         from .models.ge2e import HOP, N_MELS, PARTIAL, partial_starts
 
@@ -134,7 +159,7 @@ class VocalActivityModel(nn.Module):
         return torch.cat(out) if out else torch.zeros(0, 1, len(self.mean))
 
     def head_logits(self, feats: torch.Tensor) -> torch.Tensor:
-        """[B, P, 1104] → [B]: the mean of the partials' logits."""
+        """[B, P, D] → [B]: the mean of the partials' logits (P = 1 for `musicnn`)."""
         return self.head((feats - self.mean) / self.scale).squeeze(-1).mean(dim=1)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
