@@ -19,13 +19,18 @@ SR = 16000
 
 
 @pytest.fixture(scope="module")
-def voice_weights():
+def encoder_weights():
+    """The default encoder's pretrained weights (musicnn)."""
+    _need_weights("musicnn")
+
+
+def _need_weights(name: str) -> None:
     from singerid.weights import WeightsMissing, locate
 
     try:
-        locate("voice")
+        locate(name)
     except WeightsMissing:
-        pytest.skip("voice weights not fetched (singerid fetch-weights)")
+        pytest.skip(f"{name} weights not fetched (singerid fetch-weights)")
 
 
 def stems_table(catalogue: Path) -> pd.DataFrame:
@@ -39,7 +44,7 @@ def stems_table(catalogue: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def trained(synth_catalogue, voice_weights, tmp_path_factory):
+def trained(synth_catalogue, encoder_weights, tmp_path_factory):
     out = tmp_path_factory.mktemp("vad") / "vad"
     cfg = VadTrainConfig(windows=400, epochs=20, held_out=0.34, test_mixes=1)
     model, report = train_vad([stems_table(synth_catalogue)], out, cfg)
@@ -68,7 +73,7 @@ def test_model_trained_on_synthetic_stems_separates_held_out_windows(trained):
     assert r["accuracy"] >= 0.85 and r["accuracy_instrumental"] >= 0.8, r
 
 
-def test_train_vad_cli_pools_several_held_out_splits(synth_catalogue, voice_weights, tmp_path, capsys):
+def test_train_vad_cli_pools_several_held_out_splits(synth_catalogue, encoder_weights, tmp_path, capsys):
     """`train-vad --splits 2`: two seeded splits, each reported, and the figure pooled over their held-out windows."""
     table = tmp_path / "stems.csv"
     stems_table(synth_catalogue).to_csv(table, index=False)
@@ -94,6 +99,18 @@ def test_save_load_round_trip(trained, synth_catalogue):
     from safetensors.torch import load_file
 
     assert not any(k.startswith("encoder.") for k in load_file(str(out / "vad.safetensors")))  # head only
+
+
+def test_encoders_by_name():
+    from singerid.models.musicnn import MusiCNN
+
+    m = VocalActivityModel(VadModelConfig(hidden=8), encoder=MusiCNN())  # the default: one read per 3-s window
+    v = VocalActivityModel(VadModelConfig(hidden=8, encoder="voice"), encoder=GE2EEncoder())  # per 1.6-s partial
+    wave = torch.randn(2, 3 * SR) * 0.1
+    assert m.features(wave).shape == (2, 1, 1756) and v.features(wave).shape == (2, 3, 1104)
+    assert m(wave).shape == v(wave).shape == (2,)
+    with pytest.raises(ValueError, match="unknown vocal-activity encoder"):
+        VocalActivityModel(VadModelConfig(encoder="wav2vec"), encoder=GE2EEncoder())
 
 
 def test_load_rejects_other_folders(tmp_path):
@@ -147,8 +164,8 @@ def test_cache_folder_changes_with_the_vad_model(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SINGERID_HOME", str(tmp_path))
     torch.manual_seed(0)
-    a = VocalActivityModel(VadModelConfig(hidden=8), encoder=GE2EEncoder())
-    b = VocalActivityModel(VadModelConfig(hidden=8), encoder=GE2EEncoder())
+    a = VocalActivityModel(VadModelConfig(hidden=8, encoder="voice"), encoder=GE2EEncoder())
+    b = VocalActivityModel(VadModelConfig(hidden=8, encoder="voice"), encoder=GE2EEncoder())
     assert window_key(None) == "" and window_key(a) != window_key(b) != ""
     a.save(tmp_path / "a")
     assert window_key(VocalActivityModel.load(tmp_path / "a", encoder=GE2EEncoder())) == window_key(a)
@@ -161,7 +178,7 @@ def test_cache_uses_the_vad_folder(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(cache, "iter_track_embeddings", lambda *a, **k: seen.append(k["vad"]) or iter(()))
     torch.manual_seed(0)
-    m = VocalActivityModel(VadModelConfig(hidden=8), encoder=GE2EEncoder())
+    m = VocalActivityModel(VadModelConfig(hidden=8, encoder="voice"), encoder=GE2EEncoder())
     monkeypatch.setattr(cache, "resolve_vad", lambda vad, sep: m if vad == "auto" and sep is None else None)
     wav = tmp_path / "x.flac"
     wav.write_bytes(b"")
@@ -188,9 +205,10 @@ def test_filter_tracks_and_detect_vocals_with_a_model(trained, synth_catalogue, 
     assert "% vocal" in capsys.readouterr().out
 
 
-def test_given_vocal_stems_never_consult_the_vocal_activity_model(voice_weights, tmp_path, monkeypatch):
+def test_given_vocal_stems_never_consult_the_vocal_activity_model(tmp_path, monkeypatch):
     """The VAD model is for unseparated mixtures: rows marked stem=vocals (catalogue enrolment, analyse/sweep tables)
     keep the energy rule even where a model is installed."""
+    _need_weights("voice")
     from singerid.catalogue import Catalogue
     from singerid.embed import load_embedder
     from singerid.eval.protocol import _embed_all
