@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from .ge2e import slaney_mel_filterbank
 
-SR, N_FFT, HOP, N_MELS, PATCH = 16000, 512, 256, 96, 187
+SR, N_FFT, HOP, N_MELS = 16000, 512, 256, 96
 TAGS = ("guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano", "ambient",
         "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing", "vocals", "no vocals",
         "harpsichord", "loud", "quiet", "flute", "woman", "male vocal", "no vocal", "pop", "soft", "sitar", "solo",
