@@ -223,3 +223,28 @@ def test_given_vocal_stems_never_consult_the_vocal_activity_model(tmp_path, monk
     assert cat.enroll(t, workers=0, progress=False)["enrolled"] == len(t)
     wins = _embed_all(load_embedder("voice"), t.assign(vocal_segs=None), [], None, 0)
     assert set(wins) == set(t["path"]) and all(w.error is None for w in wins.values())
+
+
+def test_a_vad_that_keeps_every_window_leaves_the_whole_track_to_read():
+    """Windows chosen by a VAD are read end to end, but where it keeps every window of a short track, the embedding
+    reads the whole (trimmed) track, as with energy: a 14-s clip holds two 6-s windows, and reading only them would drop
+    its last 2 s (a 9-s clip, one window: a third of it)."""
+    from singerid.audio import window_starts
+    from singerid.voiced import track_audio
+
+    class KeepsAll:
+        def vocal_windows(self, wave, seconds):
+            return window_starts(len(wave) / SR, seconds)
+
+    class KeepsFirst:
+        def vocal_windows(self, wave, seconds):
+            return [0.0]
+
+    t = np.arange(14 * SR) / SR
+    wave = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.3 * t))).astype(np.float32)
+    energy = track_audio(wave, 6.0, separator=None, vad=None)
+    kept = track_audio(wave, 6.0, separator=None, vad=KeepsAll())
+    assert kept.starts == energy.starts == [0.0, 6.0]
+    np.testing.assert_array_equal(kept.voiced, energy.voiced)
+    first = track_audio(wave, 6.0, separator=None, vad=KeepsFirst())
+    assert first.starts == [0.0] and len(first.voiced) == 6 * SR  # only the chosen window

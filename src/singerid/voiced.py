@@ -89,7 +89,8 @@ def track_audio(
     trimmed, or, where only some windows were chosen, those windows end to end.
 
     Without a separator, `vad` (a `VocalActivityModel`, "auto": the installed one, None: energy, for stems) chooses
-    the windows of the wave itself, and the voiced audio is then the chosen windows end to end."""
+    the windows of the wave itself, and the voiced audio is then the chosen windows end to end (the whole wave, as with
+    energy, where it kept every window)."""
     duration = len(wave) / sample_rate
     whole = budget is None or len(window_starts(duration, seconds)) <= budget
     if starts:
@@ -111,7 +112,8 @@ def track_audio(
             found = vocal_windows(stem, mixture, seconds) if vocal_only else window_starts(duration, seconds)
         starts = spread(found, budget)
         windows = cut_windows(stem, starts, seconds, sample_rate)
-        voiced = stem if whole and model is None else windows.reshape(-1)
+        kept_all = model is not None and len(found) == len(window_starts(duration, seconds))
+        voiced = stem if whole and (model is None or kept_all) else windows.reshape(-1)
     return TrackAudio(list(starts), peak_normalise(windows), peak_normalise(trim_silences(voiced, sample_rate)))
 
 
