@@ -28,12 +28,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
-    import torch
-
+    from singerid import cpu
     from singerid.separation import load_separator
     from singerid.vad import ENCODERS, VadModelConfig, VocalActivityModel
 
-    torch.set_num_threads(a.threads)
+    cpu.configure(a.threads)
     rng = np.random.default_rng(0)
     t = np.arange(int(a.seconds * 16000)) / 16000
     wave = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)

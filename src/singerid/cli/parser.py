@@ -196,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--manifest", required=True, action="append",
                    help="tracks table with stem=vocals and stem=instrumental rows (repeat for several tables)")
     r.add_argument("--out", help="folder for the model (default: $SINGERID_HOME/vad, where every command finds it)")
-    r.add_argument("--windows", type=int, default=8000, help="3-s training windows mixed from the stems (default: 8000)")
-    r.add_argument("--encoder", choices=["musicnn", "voice"], default="musicnn",
+    r.add_argument("--windows", type=int, help="3-s training windows mixed from the stems (default: 8000)")
+    r.add_argument("--encoder", choices=["musicnn", "voice"],
                    help="frozen pretrained features: the musicnn music tagger (default) or the GE2E voice encoder")
     r.add_argument("--epochs", type=int, default=30, help="training epochs of the head")
     r.add_argument("--seed", type=int, default=0, help="random seed (and the first held-out split)")

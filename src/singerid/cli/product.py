@@ -76,7 +76,8 @@ def cmd_train_vad(a) -> int:
     from ..vad_train import VadTrainConfig, train_vad
 
     out = a.out or vad_folder()
-    cfg = VadTrainConfig(VadModelConfig(encoder=a.encoder), windows=a.windows, epochs=a.epochs, seed=a.seed)
+    model = VadModelConfig(**({"encoder": a.encoder} if a.encoder else {}))
+    cfg = VadTrainConfig(model, epochs=a.epochs, seed=a.seed, **({"windows": a.windows} if a.windows else {}))
     _, r = train_vad([load_tracks(m) for m in a.manifest], out, cfg, splits=a.splits)
     for s in r.get("splits", []):
         print(f"split {s['seed']}: held-out window accuracy {100 * s['accuracy']:.1f} % on {s['n']} windows")
