@@ -280,3 +280,40 @@ def test_distillation_in_the_backend_space_ignores_what_the_backend_discards(syn
     save_model(bare, create_model("tiny", seed=0))
     with pytest.raises(ValueError, match="no scoring backend"):
         train(TrainConfig(out=str(tmp_path / "b"), teacher=str(bare), **common))
+
+
+def test_a_pre_net_starts_as_the_identity_trains_and_is_rebuilt_from_the_checkpoint(synth_catalogue, tmp_path):
+    """`--distill-prenet`: a gate per mel band and frame in front of a GE2E student's LSTM; the student with it
+    embeds exactly as its teacher before training, the gate learns, and the checkpoint rebuilds it."""
+    from singerid.models import get_config, load_model
+    from singerid.train.distill_run import add_prenet
+
+    cfg = get_config("voice")
+    cfg.pretrained = None  # random GE2E weights: no fetched wheel needed
+    teacher = create_model(cfg, seed=0).eval()
+    save_model(tmp_path / "teacher", teacher, {"note": "test GE2E teacher"})
+    same = copy.deepcopy(teacher)
+    add_prenet(same, 8)
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 48000)).astype(np.float32) * 0.1)
+    with torch.no_grad():
+        assert torch.equal(same.encode(wave), teacher.encode(wave))
+    with pytest.raises(ValueError, match="already has a pre-net"):
+        add_prenet(same, 8)
+    with pytest.raises(ValueError, match="GE2E"):
+        add_prenet(create_model("tiny", seed=0), 8)
+
+    out = tmp_path / "run"
+    t = pd.read_csv(synth_catalogue)
+    insts = tmp_path / "insts.csv"
+    pd.DataFrame({"path": [str(Path(synth_catalogue).parent / p) for p in t["accompaniment_path"]],
+                  "singer": "", "stem": "instrumental"}).to_csv(insts, index=False)
+    train(TrainConfig(manifest=str(synth_catalogue), out=str(out), mode="distill", model="voice",
+                      teacher=str(tmp_path / "teacher"), batch_pairs=4, lr=1e-3, encoder_lr=1e-3, epoch_steps=3,
+                      val_steps=1, max_epochs=1, num_workers=0, device="cpu", seed=0, seconds=3.2,
+                      instrumentals=str(insts), distill_prenet=8, scoring="none"))
+    student = load_model(out / "checkpoints" / "step_00000003")
+    assert student.cfg.encoder["prenet"] == 8
+    gate = student.encoder.prenet.out
+    assert float(gate.weight.detach().abs().max()) > 0  # the gate left the identity
+    with torch.no_grad():
+        assert not torch.equal(student.encode(wave), teacher.encode(wave))

@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distill-stretch", type=float, nargs=2, metavar=("LO", "HI"),
                    help="distill: each instrumental window resampled by a random factor in [LO, HI] (new keys and "
                         "tempi; e.g. 0.8 1.25; default: off)")
+    t.add_argument("--distill-prenet", type=int, default=0, metavar="C",
+                   help="distill (GE2E students): add a learned gain per mel band and frame, read from the STFT by C "
+                        "channels of dilated convolutions, in front of the LSTM; it starts as the identity "
+                        "(default: 0, none)")
     t.add_argument("--val-instrumentals", type=int, default=0, metavar="N",
                    help="distill: hold N instrumentals out; the validation cosine to the teacher is measured on them "
                         "(0: on the training instrumentals)")

@@ -110,5 +110,8 @@ def create_model(name_or_cfg: str | ModelConfig | dict, seed: int | None = None)
     if cfg.pretrained:
         from .ge2e import pretrained_state
 
-        model.encoder.load_state_dict(pretrained_state(cfg.pretrained), strict=True)
+        missing, unexpected = model.encoder.load_state_dict(pretrained_state(cfg.pretrained), strict=False)
+        missing = [k for k in missing if not k.startswith("prenet.")]  # a pre-net is never pretrained
+        if missing or unexpected:
+            raise RuntimeError(f"pretrained {cfg.pretrained!r} weights do not fit: missing {missing}, unexpected {unexpected}")
     return model

@@ -69,22 +69,55 @@ class VoiceMel(nn.Module):
         self.register_buffer("window", torch.hann_window(N_FFT, periodic=True), persistent=False)
         self.register_buffer("fb", torch.from_numpy(slaney_mel_filterbank()), persistent=False)
 
-    def forward(self, wave: Tensor, gain_of: Tensor | None = None) -> Tensor:
-        """`gain_of` [B, T]: apply the gain this other wave would get (a mixture's parts at the mixture's gain)."""
+    def power(self, wave: Tensor, gain_of: Tensor | None = None) -> Tensor:
+        """[B, T] → [B, frames, 201] STFT power after the gain. `gain_of` [B, T]: apply the gain this other wave
+        would get (a mixture's parts at the mixture's gain)."""
         ref = wave if gain_of is None else gain_of
         rms = ref.square().mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8)
         wave = wave * torch.clamp(10 ** (TARGET_DBFS / 20) / rms, min=1.0)
         spec = torch.stft(wave, N_FFT, HOP, window=self.window, center=True, pad_mode="constant", return_complex=True)
-        return torch.matmul(self.fb, spec.abs() ** 2).transpose(1, 2)
+        return (spec.abs() ** 2).transpose(1, 2)
+
+    def to_mel(self, power: Tensor) -> Tensor:
+        """[B, frames, 201] STFT power → [B, frames, 40] mel power."""
+        return torch.matmul(power, self.fb.T)
+
+    def forward(self, wave: Tensor, gain_of: Tensor | None = None) -> Tensor:
+        return self.to_mel(self.power(wave, gain_of))
+
+
+class MelGate(nn.Module):
+    """A learned gain per mel band and frame, read from the finer STFT (a distilled student's accompaniment filter,
+    `train --distill-prenet`): STFT power [B, frames, 201] → gains [B, frames, 40] in (0, 2). Dilated 1-D
+    convolutions over time, the 201 bins as channels (±15 frames of context). The last layer starts at zero, so the
+    gains start at exactly 1 and a student starts as its teacher."""
+
+    def __init__(self, channels: int = 128, dilations: tuple[int, ...] = (1, 2, 4, 8)):
+        super().__init__()
+        layers, width = [], N_FFT // 2 + 1
+        for d in dilations:
+            layers += [nn.Conv1d(width, channels, 3, padding=d, dilation=d), nn.GELU()]
+            width = channels
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv1d(channels, N_MELS, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, power: Tensor) -> Tensor:
+        x = torch.log10(power + 1e-6).transpose(1, 2)  # [B, 201, frames]
+        return 2 * torch.sigmoid(self.out(self.body(x))).transpose(1, 2)
 
 
 class GE2EEncoder(nn.Module):
     """wave [B, T] at 16 kHz → [B, 256]: the L2-normalised mean of its 1.6-s partials' embeddings (Resemblyzer's
-    utterance embedding). `partials` gives the per-partial embeddings [B, P, 256]."""
+    utterance embedding). `partials` gives the per-partial embeddings [B, P, 256]. `prenet` > 0: a `MelGate` of that
+    many channels in front of the LSTM (absent from the pretrained weights; a distilled student adds it)."""
 
-    def __init__(self, hidden: int = 256, layers: int = 3, embed_dim: int = 256, batch_partials: int = 256):
+    def __init__(self, hidden: int = 256, layers: int = 3, embed_dim: int = 256, batch_partials: int = 256,
+                 prenet: int = 0):
         super().__init__()
         self.mel = VoiceMel()
+        self.prenet = MelGate(prenet) if prenet else None
         self.lstm = nn.LSTM(N_MELS, hidden, layers, batch_first=True)
         self.linear = nn.Linear(hidden, embed_dim)
         self.batch_partials = batch_partials
@@ -99,7 +132,13 @@ class GE2EEncoder(nn.Module):
 
     def partials(self, wave: Tensor) -> Tensor:
         """[B, T] → [B, P, 256]: the wave is zero-padded to cover its last partial, as Resemblyzer does."""
-        return self.mel_partials(self.mel(pad_to_partials(wave)), wave.shape[-1])
+        return self.mel_partials(self.features(pad_to_partials(wave)), wave.shape[-1])
+
+    def features(self, wave: Tensor) -> Tensor:
+        """[B, T] → [B, frames, 40] what the LSTM reads: the mel power, gated by the pre-net when there is one."""
+        power = self.mel.power(wave)
+        mel = self.mel.to_mel(power)
+        return mel if self.prenet is None else mel * self.prenet(power)
 
     def mel_partials(self, mel: Tensor, n_samples: int) -> Tensor:
         """[B, frames, 40] mel power of a padded `n_samples` wave → [B, P, 256] its partials' embeddings."""

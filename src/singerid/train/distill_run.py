@@ -116,6 +116,20 @@ def _log(path: Path, **row) -> None:
         w.writerow(row)
 
 
+def add_prenet(student, channels: int) -> None:
+    """Give a GE2E student a `MelGate` of `channels` in front of its LSTM (the identity at first: the student still
+    starts as its teacher), recorded in its model config so that the checkpoint rebuilds it."""
+    from ..models.ge2e import MelGate
+
+    enc = student.encoder
+    if not hasattr(enc, "prenet"):
+        raise ValueError("--distill-prenet: only a GE2E (voice) student has a mel front end to gate")
+    if enc.prenet is not None:
+        raise ValueError("--distill-prenet: the teacher already has a pre-net; its student inherits it")
+    enc.prenet = MelGate(channels).to(next(enc.parameters()).device)
+    student.cfg.encoder = {**student.cfg.encoder, "prenet": channels}
+
+
 def distill(cfg) -> Path:
     """Run (or resume) a distillation run; returns the run folder (usable as `--checkpoint`)."""
     from .loop import _model_config
@@ -139,6 +153,8 @@ def distill(cfg) -> Path:
                          f"the student starts from the teacher's weights, so give the teacher's preset")
     torch.manual_seed(cfg.seed)
     student = copy.deepcopy(teacher).requires_grad_(True).train()
+    if cfg.distill_prenet:
+        add_prenet(student, cfg.distill_prenet)
     tracks = load_tracks(cfg.manifest)
     train_ds, val_ds, data_info = _datasets(cfg, tracks, student.sample_rate)
     opt = torch.optim.Adam(param_groups(student, cfg), lr=cfg.lr)
