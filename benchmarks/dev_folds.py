@@ -15,6 +15,8 @@ training singers), `adapted` (`singerid train --config voice --mode vocal` on th
 --checkpoint`: its own embeddings of the training table and of its remixes, unseparated for a distilled student).
 Every system is scored with Spleeter in front, except `NAME@none` (e.g. `voice@none`) and checkpoints that read raw
 mixtures (a distilled student, `--mode distill`), which are scored on the raw audio.
+`ENROL:QUERY` (e.g. `scoring:student4`) enrols with one system and queries with another of the same embedding space,
+each read as above: a catalogue its teacher enrolled through Spleeter, queried by a distilled student on raw mixtures.
 
     python benchmarks/dev_folds.py --proto /tmp/proto --out /tmp/folds [--peer /tmp/peer.json] [--systems voice scoring adapted]
 """
@@ -56,17 +58,47 @@ def training_table(tracks: pd.DataFrame, held: list[str], out: Path) -> Path:
     return path
 
 
-def score(embedder, proto: Path, held: list[str], separator, cache: str) -> dict[str, dict]:
+def score(embedder, proto: Path, held: list[str], separator, cache: str, query_embedder=None,
+          query_separator=None) -> dict[str, dict]:
     from singerid.eval.evaluate import evaluate
 
     res = {}
     for p in PROTOCOLS:
         enrol, query = pd.read_csv(proto / f"{p}_enrol.csv"), pd.read_csv(proto / f"{p}_query.csv")
         query = query[query["singer"].isin(held)]
-        r = evaluate(enrol, query, embedder, "centroid", "track", cache, workers=2, separator=separator)
+        r = evaluate(enrol, query, embedder, "centroid", "track", cache, workers=2, separator=separator,
+                     query_embedder=query_embedder, query_separator=query_separator)
         res[p] = {"top1": r["top1"], "top5": r["top5"], "n": r["n"],
                   "hits": [q["predicted"][0][0] == q["singer"] if q["predicted"] else False for q in r["queries"]]}
     return res
+
+
+def score_system(system: str, fold: Path, train_csv: Path, k: int, extra: dict, a, sep, cache: str,
+                 held: list[str]) -> dict[str, dict]:
+    """Run (train or fit when needed) and score one system on fold k."""
+    from singerid.cli import main as cli
+    from singerid.embed import load_embedder
+
+    base, _, how = system.partition("@")  # NAME@none: the same system scored without separation
+    if base == "voice":
+        emb = load_embedder("voice")
+    elif base == "scoring":
+        cli(["fit-scoring", "--manifest", str(train_csv), "--out", str(fold / "scoring"),
+             "--instrumentals", a.instrumentals])
+        emb = load_embedder(checkpoint=str(fold / "scoring"))
+    elif base.endswith("+refit"):  # NAME+refit: run NAME's encoder, a backend refitted on its own views
+        cli(["fit-scoring", "--checkpoint", str(fold / base[: -len("+refit")]), "--manifest", str(train_csv),
+             "--out", str(fold / base), "--instrumentals", a.instrumentals])
+        emb = load_embedder(checkpoint=str(fold / base))
+    else:
+        run = fold / base
+        if not (run / "latest.json").exists():
+            cli(["train", "--manifest", str(train_csv), "--config", "voice", "--mode", "vocal", "--out", str(run),
+                 "--instrumentals", a.instrumentals]
+                + shlex.split(extra.get(system, extra.get(base, "")).replace("{fold}", str(k))))
+        emb = load_embedder(checkpoint=str(run))
+    raw = how == "none" or emb.reads_mixtures  # a distilled student reads the raw mixtures
+    return score(emb, Path(a.proto), held, None if raw else sep, cache)
 
 
 def peer_scores(peer: dict, held: list[str]) -> dict[str, dict]:
@@ -109,7 +141,6 @@ def main() -> None:
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from singerid import cpu
-    from singerid.cli import main as cli
     from singerid.data.manifest import load_tracks
     from singerid.embed import load_embedder
     from singerid.separation import load_separator
@@ -134,26 +165,13 @@ def main() -> None:
         print(f"fold {k}: {len(held)} held-out singers: {', '.join(held)}", flush=True)
         for system in a.systems + list(extra):
             t0 = time.time()
-            base, _, how = system.partition("@")  # NAME@none: the same system scored without separation
-            if base == "voice":
-                emb = load_embedder("voice")
-            elif base == "scoring":
-                cli(["fit-scoring", "--manifest", str(train_csv), "--out", str(fold / "scoring"),
-                     "--instrumentals", a.instrumentals])
-                emb = load_embedder(checkpoint=str(fold / "scoring"))
-            elif base.endswith("+refit"):  # NAME+refit: run NAME's encoder, a backend refitted on its own views
-                cli(["fit-scoring", "--checkpoint", str(fold / base[: -len("+refit")]), "--manifest", str(train_csv),
-                     "--out", str(fold / base), "--instrumentals", a.instrumentals])
-                emb = load_embedder(checkpoint=str(fold / base))
+            if ":" in system:  # ENROL:QUERY, two systems already run on this fold, of one embedding space
+                e, q = (load_embedder("voice") if n == "voice" else load_embedder(checkpoint=str(fold / n))
+                        for n in system.split(":"))
+                r = score(e, Path(a.proto), held, None if e.reads_mixtures else sep, cache, q,
+                          None if q.reads_mixtures else sep)
             else:
-                run = fold / base
-                if not (run / "latest.json").exists():
-                    cli(["train", "--manifest", str(train_csv), "--config", "voice", "--mode", "vocal", "--out", str(run),
-                         "--instrumentals", a.instrumentals]
-                        + shlex.split(extra.get(system, extra.get(base, "")).replace("{fold}", str(k))))
-                emb = load_embedder(checkpoint=str(run))
-            raw = how == "none" or emb.reads_mixtures  # a distilled student reads the raw mixtures
-            r = score(emb, Path(a.proto), held, None if raw else sep, cache)
+                r = score_system(system, fold, train_csv, k, extra, a, sep, cache, held)
             results.setdefault(system, {})[str(k)] = r
             results_file.write_text(json.dumps(results))
             print(f"  {system:10s} " + "  ".join(f"{p} {100 * r[p]['top1']:5.1f}" for p in PROTOCOLS)

@@ -202,6 +202,31 @@ def test_teacher_catalogue_queried_by_the_student(synth_catalogue, student, teac
     assert by_student.identify(_tracks(synth_catalogue, [3])["path"].iloc[0])["candidates"]
 
 
+def test_evaluate_enrols_with_the_teacher_and_queries_with_the_student(synth_catalogue, student, teacher, tmp_path):
+    """The protocol of a teacher-enrolled catalogue answered by its student: the queries are embedded by the student
+    (recorded in the result), and a model of another embedding space is refused."""
+    from singerid.eval.evaluate import evaluate
+
+    enrol, query = _tracks(synth_catalogue, [0, 1, 2]), _tracks(synth_catalogue, [3])
+    t_emb, s_emb = (ModelEmbedder.from_checkpoint(p, "cpu") for p in (teacher, student))
+    mixed = evaluate(enrol, query, t_emb, workers=0, query_embedder=s_emb)
+    alone = evaluate(enrol, query, t_emb, workers=0)
+    assert mixed["n"] == alone["n"] == len(query) and mixed["query_backend"] == s_emb.name != alone["query_backend"]
+    assert [q["predicted"] for q in mixed["queries"]] != [q["predicted"] for q in alone["queries"]]  # scores differ
+    unrelated = tmp_path / "other"
+    save_model(unrelated, create_model("tiny", seed=1))
+    with pytest.raises(ValueError, match="embedding space"):
+        evaluate(enrol, query, t_emb, workers=0, query_embedder=ModelEmbedder.from_checkpoint(unrelated, "cpu"))
+    # the same through the CLI
+    enrol.to_csv(tmp_path / "enrol.csv", index=False)
+    query.to_csv(tmp_path / "query.csv", index=False)
+    args = ["evaluate", "--enroll", str(tmp_path / "enrol.csv"), "--query", str(tmp_path / "query.csv"),
+            "--checkpoint", str(teacher), "--separate", "none", "--workers", "0", "--json", str(tmp_path / "r.json")]
+    assert main(args + ["--query-checkpoint", str(student)]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["query_backend"] == s_emb.name
+    assert main(args + ["--query-checkpoint", str(unrelated)]) == 2
+
+
 def test_distill_needs_a_teacher_of_the_same_architecture(synth_catalogue, teacher, tmp_path):
     with pytest.raises(ValueError, match="--teacher"):
         train(TrainConfig(manifest=str(synth_catalogue), out=str(tmp_path / "a"), mode="distill", model="tiny"))

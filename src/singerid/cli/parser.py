@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--decision", choices=["track", "vote", "mean"], default="track",
                    help="track: score the track-level embedding (all 1.6-s partials of the voiced audio; default); "
                         "vote / mean: majority vote / mean of the 6-s window scores")
+    v.add_argument("--query-checkpoint", metavar="RUN",
+                   help="embed the queries with this model of the same embedding space (e.g. a distilled student on "
+                        "raw mixtures, its teacher enrolling through separation); default: the enrolment's model")
     topk_arg(v)
     backend_args(v)
 
