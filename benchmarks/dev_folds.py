@@ -12,7 +12,8 @@ table: WCCN on its tracks and their remixes onto --instrumentals separated again
 training singers), `adapted` (`singerid train --config voice --mode vocal` on the fold's table: the recipe), and the peer
 (Resemblyzer's own embed_utterance, from benchmarks/peer_resemblyzer.py's --json), plus any `--extra NAME=ARGS`.
 `NAME+refit` (after NAME) keeps NAME's encoder and refits the scoring backend on it (`singerid fit-scoring
---checkpoint`: its own embeddings of the training table and of its remixes, unseparated for a distilled student).
+--checkpoint`: its own embeddings of the training table and of its remixes, unseparated for a distilled student);
+`NAME+refitLABEL=ARGS` passes ARGS to that fit-scoring (e.g. `student10+refit3=--remixes 3`).
 Every system is scored with Spleeter in front, except `NAME@none` (e.g. `voice@none`) and checkpoints that read raw
 mixtures (a distilled student, `--mode distill`), which are scored on the raw audio.
 `ENROL:QUERY` (e.g. `scoring:student4`) enrols with one system and queries with another of the same embedding space,
@@ -86,9 +87,9 @@ def score_system(system: str, fold: Path, train_csv: Path, k: int, extra: dict, 
         cli(["fit-scoring", "--manifest", str(train_csv), "--out", str(fold / "scoring"),
              "--instrumentals", a.instrumentals])
         emb = load_embedder(checkpoint=str(fold / "scoring"))
-    elif base.endswith("+refit"):  # NAME+refit: run NAME's encoder, a backend refitted on its own views
-        cli(["fit-scoring", "--checkpoint", str(fold / base[: -len("+refit")]), "--manifest", str(train_csv),
-             "--out", str(fold / base), "--instrumentals", a.instrumentals])
+    elif "+refit" in base:  # NAME+refit[LABEL]: NAME's encoder, a backend refitted on its own views (ARGS: fit-scoring's)
+        cli(["fit-scoring", "--checkpoint", str(fold / base.partition("+refit")[0]), "--manifest", str(train_csv),
+             "--out", str(fold / base), "--instrumentals", a.instrumentals] + shlex.split(extra.get(system, "")))
         emb = load_embedder(checkpoint=str(fold / base))
     else:
         run = fold / base

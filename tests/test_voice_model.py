@@ -205,11 +205,18 @@ def test_backend_fits_on_remixed_views_too(synth_catalogue):
         clean = emb.embed_track(load_audio(path))
         assert wins.shape[1] == emb.dim and 0.3 < float(track @ clean) < 0.999  # remixed: near, not the same
         np.testing.assert_array_equal(track, track2)  # seeded
+    two = recipe.remixed_embeddings(emb, paths, inst, _KeepAll(), progress=False, remixes=2)
+    assert len(two) == 2 * len(paths)  # file by file: the first file's two remixes, then the second's
+    np.testing.assert_array_equal(two[0][1], views[0][1])  # the first draw is the single remix's
+    assert float(two[0][1] @ two[1][1]) < 0.9999  # the second is another draw
     insts = pd.DataFrame({"path": [str(base / p) for p in tracks["accompaniment_path"][:2]]})
     plain = recipe.fit_backend(emb, tracks, progress=False, workers=0)
     remixed = recipe.fit_backend(emb, tracks, progress=False, workers=0, instrumentals=insts, separator=_KeepAll())
     assert remixed.info["n"] > 1.8 * plain.info["n"] and remixed.info["classes"] == plain.info["classes"] == 3
     assert recipe.fit_backend(emb, tracks, progress=False, workers=0, instrumentals=insts).info["n"] == plain.info["n"]
+    thrice = recipe.fit_backend(emb, tracks, progress=False, workers=0, instrumentals=insts, separator=_KeepAll(),
+                                remixes=3)
+    assert thrice.info["n"] > 3.5 * plain.info["n"] and thrice.info["classes"] == 3
 
     class _Refuses(_KeepAll):
         def separate(self, wave):

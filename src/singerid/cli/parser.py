@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "table's stem=instrumental rows; none: no remixed views)")
     g.add_argument("--separate", choices=["none", "spleeter", "demucs"], default="spleeter",
                    help="separation of the remixed views (default: spleeter)")
+    g.add_argument("--remixes", type=int, default=1, metavar="N",
+                   help="remixed views per row, each onto another instrumental draw (default: 1)")
     g.add_argument("--asnorm-k", type=int, default=10,
                    help="AS-norm against the training singers: top-k cohort scores (0: cosine scores; default: 10)")
 

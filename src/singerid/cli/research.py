@@ -54,8 +54,10 @@ def cmd_fit_scoring(a) -> int:
     student = emb.reads_mixtures  # remixed views reach a distilled student unseparated
     remix = insts is not None and len(insts) and (student or a.separate != "none")
     sep = load_separator(a.separate, a.device, home() / "separated") if remix and not student else None  # only if run
+    if a.remixes < 1:
+        raise ValueError(f"--remixes must be at least 1, got {a.remixes}")
     backend = fit_backend(emb, tracks, a.kind, a.clones, a.workers, instrumentals=insts, separator=sep,
-                          asnorm_k=a.asnorm_k)
+                          asnorm_k=a.asnorm_k, remixes=a.remixes)
     meta = {"fitted_from": a.checkpoint or a.backend, "manifest": a.manifest}
     if a.checkpoint:  # a distilled student still reads mixtures; the refitted backend makes a space of its own
         meta |= {k: v for k, v in read_config(a.checkpoint).items() if k in ("input", "distilled")}

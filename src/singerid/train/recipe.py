@@ -115,9 +115,10 @@ REMIX_DB = (-3.0, 6.0)  # vocal-to-accompaniment ratios of the backend's remixed
 
 
 def remixed_embeddings(embedder, paths: list[str], instrumentals: list[np.ndarray], separator, seed: int = 0,
-                       progress: bool = True) -> list[tuple[np.ndarray, np.ndarray] | None]:
+                       progress: bool = True, remixes: int = 1) -> list[tuple[np.ndarray, np.ndarray] | None]:
     """Each vocal file remixed onto a random instrumental window (seeded, at REMIX_DB) and separated again, as a
-    release would reach the pipeline → per file (window embeddings [N, D], track embedding [D]), None if unreadable."""
+    release would reach the pipeline → per file (window embeddings [N, D], track embedding [D]), None if unreadable;
+    with `remixes` > 1, that many remixes of each file onto different draws, file by file."""
     from tqdm.auto import tqdm
 
     from ..augment.effects import remix
@@ -130,20 +131,23 @@ def remixed_embeddings(embedder, paths: list[str], instrumentals: list[np.ndarra
             wave = load_audio(path, embedder.sample_rate)
         except AudioError as e:
             log.warning("skipped %s", e)
-            out.append(None)
+            out += [None] * remixes
             continue
-        mix = remix(wave, rng, instrumentals, float(rng.uniform(*REMIX_DB))).astype(np.float32)
-        audio = track_audio(mix, embedder.window_seconds, None, separator, sample_rate=embedder.sample_rate)
-        out.append((embedder.embed_windows(audio.windows), embedder.embed_track(audio.voiced)))
+        for _ in range(remixes):
+            mix = remix(wave, rng, instrumentals, float(rng.uniform(*REMIX_DB))).astype(np.float32)
+            audio = track_audio(mix, embedder.window_seconds, None, separator, sample_rate=embedder.sample_rate)
+            out.append((embedder.embed_windows(audio.windows), embedder.embed_track(audio.voiced)))
     return out
 
 
 def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool = True, workers: int = 2,
-                progress: bool = True, instrumentals: pd.DataFrame | None = None, separator=None, asnorm_k: int = 10):
+                progress: bool = True, instrumentals: pd.DataFrame | None = None, separator=None, asnorm_k: int = 10,
+                remixes: int = 1):
     """Embed the table's singing rows (windows and track embeddings, before any backend) → a fitted ScoringBackend.
     With `instrumentals` (rows with a path) and a `separator`, each row is also remixed onto them and separated
     again, labelled with its singer: the backend then damps what remixing and separation change. A distilled student
-    (`reads_mixtures`) gets the remixes unseparated, as it reads releases; no separator is needed or used."""
+    (`reads_mixtures`) gets the remixes unseparated, as it reads releases; no separator is needed or used.
+    `remixes`: remixed views per row (each onto another instrumental draw)."""
     from ..eval.cache import embed_files
     from ..models.backend import BackendConfig, ScoringBackend
 
@@ -156,8 +160,9 @@ def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool
     remix = instrumentals is not None and (separator is not None or student)
     waves = decode_instrumentals(instrumentals) if remix else []
     if waves:
-        views += remixed_embeddings(plain, list(rows["path"]), waves, None if student else separator, progress=progress)
-        labels += list(rows["singer"])
+        views += remixed_embeddings(plain, list(rows["path"]), waves, None if student else separator, progress=progress,
+                                    remixes=remixes)
+        labels += [s for s in rows["singer"] for _ in range(remixes)]
     x, y = [], []
     for v, singer in zip(views, labels):
         if v is not None:
