@@ -129,6 +129,24 @@ def test_stretch_plays_the_instrumental_faster_or_slower(synth_catalogue, tmp_pa
     assert drawn.min() >= 0.8 * 440 - 1 and drawn.max() <= 1.25 * 440 + 1 and drawn.std() > 5
 
 
+def test_instrumentals_from_several_tables_and_folders_are_pooled_once(synth_catalogue, tmp_path):
+    """`--instrumentals` repeated (a table and a folder of separated accompaniments): their rows together, each
+    file once."""
+    from singerid.train.recipe import instrumental_table
+
+    t = load_tracks(synth_catalogue)
+    accs = [str(Path(synth_catalogue).parent / p) for p in pd.read_csv(synth_catalogue)["accompaniment_path"]]
+    table = tmp_path / "insts.csv"
+    pd.DataFrame({"path": accs[:3], "singer": "", "stem": "instrumental"}).to_csv(table, index=False)
+    folder = tmp_path / "acc"
+    folder.mkdir()
+    for a in accs[2:5]:  # one file in both
+        (folder / Path(a).name).symlink_to(a)
+    rows = instrumental_table((str(table), str(folder)), t)
+    assert len(rows) == 6 and len(set(rows["path"])) == 6 and set(rows["stem"]) == {"instrumental"}
+    assert len(instrumental_files(rows)) == 6
+
+
 def test_a_few_distillation_steps_lower_the_loss(synth_catalogue, teacher):
     """The default objective (cosine to the teacher's clean-vocal units, gaps taught the mean voice, contrastive
     term), a student started from the teacher, a few Adam steps on synthetic singers' mixtures."""

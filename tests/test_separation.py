@@ -273,3 +273,20 @@ def test_a_clean_vocal_is_not_replaced_by_its_separated_copy():
     np.testing.assert_allclose(clean.windows[0], voice[: 6 * SR] / np.abs(voice[: 6 * SR]).max(), atol=1e-6)
     mixed = track_audio(voice + noise, 6.0, separator=sep)
     assert not np.allclose(mixed.windows[0] * np.abs(voice + noise)[: 6 * SR].max(), (voice + noise)[: 6 * SR], atol=1e-3)
+
+
+def test_separate_writes_only_the_asked_stems(tmp_path, monkeypatch):
+    """`separate --stems accompaniment`: a folder of accompaniments only, usable as `train --instrumentals DIR`."""
+    import soundfile as sf
+
+    class Halves:
+        def separate(self, wave):
+            return {"vocals": wave / 2, "accompaniment": wave / 2}
+
+    monkeypatch.setattr("singerid.separation.load_separator", lambda *a, **k: Halves())
+    wav = tmp_path / "song.wav"
+    sf.write(wav, (0.1 * np.sin(np.arange(SR * 2) / 5)).astype(np.float32), SR)
+    assert main(["separate", str(wav), "--out", str(tmp_path / "acc"), "--stems", "accompaniment"]) == 0
+    assert sorted(p.name for p in (tmp_path / "acc").iterdir()) == ["song_accompaniment.flac"]
+    assert main(["separate", str(wav), "--out", str(tmp_path / "both")]) == 0
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == ["song_accompaniment.flac", "song_vocals.flac"]

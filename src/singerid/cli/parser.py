@@ -61,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", metavar="NAMES",
                    help="comma-separated augmentations (singerid.augment: pitch_shift, vocoder, formant_shift, "
                         "autotune, reverb, eq, compress, codec, remix) or 'none'; default: the preset's")
-    t.add_argument("--instrumentals", metavar="TABLE_OR_DIR",
-                   help="instrumentals for remix and --mix-instrumentals (a tracks table or a folder of audio); "
-                        "default: the table's stem=instrumental rows")
+    t.add_argument("--instrumentals", metavar="TABLE_OR_DIR", action="append",
+                   help="instrumentals for remix, --mix-instrumentals and distillation (a tracks table or a folder of "
+                        "audio, e.g. accompaniments from `singerid separate --stems accompaniment`; repeat to "
+                        "combine); default: the table's stem=instrumental rows")
     t.add_argument("--asnorm-k", type=int, default=10,
                    help="the scoring backend's AS-norm: top-k cohort scores (0: cosine scores; default: 10)")
     t.add_argument("--scoring", choices=["wccn", "lda", "center", "none", "teacher"],
@@ -170,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("files", nargs="+", help="audio files")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--backend", choices=["spleeter", "demucs"], default="spleeter", help="separation model")
+    s.add_argument("--stems", nargs="+", choices=["vocals", "accompaniment"], default=["vocals", "accompaniment"],
+                   help="stems to write (default: both; accompaniment alone makes a folder of instrumentals for "
+                        "`train --instrumentals`)")
     s.add_argument("--device", default="cpu", help="torch device")
 
     d = sub.add_parser("detect-vocals", help="per-window vocal activity timeline of files")
@@ -191,9 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="include kind=cloned rows, labelled with the singer they imitate (default: on)")
     g.add_argument("--workers", type=int, default=2, help="decoding workers (default: 2)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: cpu)")
-    g.add_argument("--instrumentals", metavar="TABLE_OR_DIR",
-                   help="also fit on each row remixed onto these instrumentals and separated again (default: the "
-                        "table's stem=instrumental rows; none: no remixed views)")
+    g.add_argument("--instrumentals", metavar="TABLE_OR_DIR", action="append",
+                   help="also fit on each row remixed onto these instrumentals and separated again (repeat to "
+                        "combine; default: the table's stem=instrumental rows; none: no remixed views)")
     g.add_argument("--separate", choices=["none", "spleeter", "demucs"], default="spleeter",
                    help="separation of the remixed views (default: spleeter)")
     g.add_argument("--remixes", type=int, default=1, metavar="N",

@@ -33,9 +33,9 @@ def cmd_separate(a) -> int:
             print(f"singerid separate: error: {e}", file=sys.stderr)
             failed += 1
             continue
-        for k, v in stems.items():
-            sf.write(out / f"{Path(f).stem}_{k}.flac", v, SAMPLE_RATE)
-        print(f"{f}: {out / Path(f).stem}_{{vocals,accompaniment}}.flac")
+        for k in a.stems:
+            sf.write(out / f"{Path(f).stem}_{k}.flac", stems[k], SAMPLE_RATE)
+        print(f"{f}: {out / Path(f).stem}_{{{','.join(a.stems)}}}.flac")
     return 2 if failed else 0
 
 

@@ -20,7 +20,8 @@ def cmd_train(a) -> int:
         seed=a.seed, batch_pairs=a.batch_pairs, lr=a.lr, epoch_steps=a.epoch_steps, val_steps=a.val_steps,
         max_epochs=a.max_epochs, lr_schedule=a.lr_schedule, num_workers=a.workers, device=a.device,
         ckpt_every=a.ckpt_every, tensorboard=a.tensorboard, separate=a.separate,
-        mix_instrumentals=a.mix_instrumentals, clones=a.clones, instrumentals=a.instrumentals, scoring=a.scoring,
+        mix_instrumentals=a.mix_instrumentals, clones=a.clones,
+        instrumentals=tuple(a.instrumentals) if a.instrumentals else None, scoring=a.scoring,
         asnorm_k=a.asnorm_k, augment=_names(a.augment), freeze=_names(a.freeze), encoder_lr=a.encoder_lr, seconds=a.seconds,
         teacher=a.teacher, vda=tuple(a.vda), distill_loss=a.distill_loss, distill_contrastive=a.distill_contrastive,
         distill_nce=a.distill_nce, distill_gaps=a.distill_gaps, distill_clean=a.distill_clean,
@@ -50,7 +51,7 @@ def cmd_fit_scoring(a) -> int:
 
     emb = load_embedder(a.backend, a.checkpoint, a.device)
     tracks = load_tracks(a.manifest)
-    insts = None if a.instrumentals == "none" else instrumental_table(a.instrumentals, tracks)
+    insts = None if a.instrumentals == ["none"] else instrumental_table(a.instrumentals, tracks)
     student = emb.reads_mixtures  # remixed views reach a distilled student unseparated
     remix = insts is not None and len(insts) and (student or a.separate != "none")
     sep = load_separator(a.separate, a.device, home() / "separated") if remix and not student else None  # only if run

@@ -72,7 +72,7 @@ class TrainConfig:
     clones: bool | None = None  # kind=cloned rows as positives of the singer they imitate (paper: off)
     augment: tuple[str, ...] | None = None  # augmentation names (singerid.augment), () for none (paper: none)
     augment_prob: float | None = None
-    instrumentals: str | None = None  # table or folder of instrumentals for remix / --mix-instrumentals (default: the table's)
+    instrumentals: str | tuple[str, ...] | None = None  # tables / folders of instrumentals (default: the table's)
     freeze: tuple[str, ...] | None = None  # fnmatch patterns of parameter names kept frozen, e.g. "encoder.lstm.*_l0"
     encoder_lr: float | None = None  # learning rate of encoder.* parameters (default: lr)
     scoring: str | None = None  # backend fitted on the training table at the end: wccn | lda | center | none (| teacher)

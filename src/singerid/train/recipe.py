@@ -62,11 +62,15 @@ def scheduler_step(sched, val_score: float | None = None) -> None:
         sched.step()
 
 
-def instrumental_table(spec: str | None, tracks: pd.DataFrame) -> pd.DataFrame:
+def instrumental_table(spec: str | list[str] | tuple[str, ...] | None, tracks: pd.DataFrame) -> pd.DataFrame:
     """Instrumental rows (stem=instrumental) from `spec` — a tracks table (its instrumental rows, or every row when it
-    marks none) or a folder of audio files — or, without `spec`, the training table's own."""
+    marks none), a folder of audio files, or several of these (their rows together, each file once) — or, without
+    `spec`, the training table's own."""
     if spec is None:
         return tracks[tracks["stem"] == "instrumental"]
+    if isinstance(spec, (list, tuple)):
+        rows = pd.concat([instrumental_table(s, tracks) for s in spec], ignore_index=True)
+        return rows.drop_duplicates("path")
     p = Path(spec)
     if p.is_dir():
         files = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
