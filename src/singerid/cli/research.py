@@ -49,14 +49,14 @@ def cmd_fit_scoring(a) -> int:
     from ..train.recipe import fit_backend, instrumental_table
     from ..weights import home
 
+    if a.remixes < 1:
+        raise ValueError(f"--remixes must be at least 1, got {a.remixes}")
     emb = load_embedder(a.backend, a.checkpoint, a.device)
     tracks = load_tracks(a.manifest)
     insts = None if a.instrumentals == ["none"] else instrumental_table(a.instrumentals, tracks)
     student = emb.reads_mixtures  # remixed views reach a distilled student unseparated
     remix = insts is not None and len(insts) and (student or a.separate != "none")
     sep = load_separator(a.separate, a.device, home() / "separated") if remix and not student else None  # only if run
-    if a.remixes < 1:
-        raise ValueError(f"--remixes must be at least 1, got {a.remixes}")
     backend = fit_backend(emb, tracks, a.kind, a.clones, a.workers, instrumentals=insts, separator=sep,
                           asnorm_k=a.asnorm_k, remixes=a.remixes)
     meta = {"fitted_from": a.checkpoint or a.backend, "manifest": a.manifest}
