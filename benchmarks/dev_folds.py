@@ -16,6 +16,8 @@ training singers), `adapted` (`singerid train --config voice --mode vocal` on th
 `NAME+refitLABEL=ARGS` passes ARGS to that fit-scoring (e.g. `student10+refit3=--remixes 3`).
 Every system is scored with Spleeter in front, except `NAME@none` (e.g. `voice@none`) and checkpoints that read raw
 mixtures (a distilled student, `--mode distill`), which are scored on the raw audio.
+`NAME=--average A B ...` averages the weights of systems A, B, ... already run on the fold (`singerid average`: a model
+soup, e.g. one recipe trained with two seeds).
 `ENROL:QUERY` (e.g. `scoring:student4`) enrols with one system and queries with another of the same embedding space,
 each read as above: a catalogue its teacher enrolled through Spleeter, queried by a distilled student on raw mixtures.
 
@@ -92,11 +94,13 @@ def score_system(system: str, fold: Path, train_csv: Path, k: int, extra: dict, 
              "--out", str(fold / base), "--instrumentals", a.instrumentals] + shlex.split(extra.get(system, "")))
         emb = load_embedder(checkpoint=str(fold / base))
     else:
-        run = fold / base
-        if not (run / "latest.json").exists():
+        run, args = fold / base, extra.get(system, extra.get(base, ""))
+        if args.startswith("--average"):  # a model soup of systems already run on this fold
+            cli(["average", *(str(fold / n) for n in shlex.split(args)[1:]), "--out", str(run)])
+        elif not (run / "latest.json").exists():
             cli(["train", "--manifest", str(train_csv), "--config", "voice", "--mode", "vocal", "--out", str(run),
                  "--instrumentals", a.instrumentals]
-                + shlex.split(extra.get(system, extra.get(base, "")).replace("{fold}", str(k))))
+                + shlex.split(args.replace("{fold}", str(k))))
         emb = load_embedder(checkpoint=str(run))
     raw = how == "none" or emb.reads_mixtures  # a distilled student reads the raw mixtures
     return score(emb, Path(a.proto), held, None if raw else sep, cache)

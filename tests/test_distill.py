@@ -360,3 +360,79 @@ def test_a_pre_net_starts_as_the_identity_trains_and_is_rebuilt_from_the_checkpo
     assert float(gate.weight.detach().abs().max()) > 0  # the gate left the identity
     with torch.no_grad():
         assert not torch.equal(student.encode(wave), teacher.encode(wave))
+
+
+def _another_seed(student: Path, out: Path, scale: float = 0.05) -> Path:
+    """A copy of the student's checkpoint with every float weight moved a little: another run of the same recipe."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(student / "best", out)
+    gen = torch.Generator().manual_seed(1)
+    state = load_file(str(out / "model.safetensors"))
+    save_file({k: v + scale * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v
+               for k, v in state.items()}, str(out / "model.safetensors"))
+    return out
+
+
+def test_averaged_students_keep_their_teachers_space_and_backend(synth_catalogue, student, teacher, tmp_path):
+    """`singerid average`: the soup's weights are the (weighted) mean of its ingredients'; two students of one teacher
+    average into a student of the same space that still reads mixtures, carries the shared backend and answers a
+    catalogue the teacher enrolled; weights (1, 0) give back the first ingredient exactly."""
+    from safetensors.torch import load_file
+
+    from singerid.models.checkpoint import average_checkpoints
+
+    other = _another_seed(student, tmp_path / "seed1")
+    assert main(["average", str(student), str(other), "--out", str(tmp_path / "soup")]) == 0
+    a, b, m = (load_file(str(p / "model.safetensors")) for p in (student / "best", other, tmp_path / "soup"))
+    assert all(torch.allclose(m[k], (a[k] + b[k]) / 2, atol=1e-6) for k in a if a[k].is_floating_point())
+    meta = json.loads((tmp_path / "soup" / "config.json").read_text())
+    assert meta["input"] == "mixture" and meta["average"]["weights"] == [1.0, 1.0]
+    assert meta["average"]["from"] == [str((student / "best").resolve()), str(other.resolve())]
+    soup = ModelEmbedder.from_checkpoint(tmp_path / "soup", "cpu")
+    assert soup.reads_mixtures and soup.space == ModelEmbedder.from_checkpoint(teacher, "cpu").space
+    assert _same(ScoringBackend.load(tmp_path / "soup"), ScoringBackend.load(teacher))
+    cat = Catalogue.create(tmp_path / "cat", checkpoint=str(teacher), separate="none")
+    cat.enroll(_tracks(synth_catalogue, [0, 1]), workers=0, progress=False)
+    cat.close()
+    assert Catalogue.open(tmp_path / "cat", checkpoint=str(tmp_path / "soup")).identify(
+        _tracks(synth_catalogue, [3])["path"].iloc[0])["candidates"]
+    first = average_checkpoints([student, other], tmp_path / "first", weights=[1.0, 0.0])
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 16000 * 3)).astype(np.float32))
+    s, f = (ModelEmbedder.from_checkpoint(p, "cpu").model for p in (student, first))
+    with torch.no_grad():
+        assert torch.allclose(s.encode(wave), f.encode(wave), atol=1e-6)
+
+
+def _same(x, y) -> bool:
+    return np.array_equal(x.mean, y.mean) and np.array_equal(x.transform, y.transform)
+
+
+def test_average_refuses_what_does_not_average(student, tmp_path, caplog):
+    """One checkpoint, another architecture or space, a weight per run missing: clear errors (CLI exit 2). Students
+    whose backends differ average into a model without backend (and so without the teacher's space), with a warning."""
+    import logging
+
+    from singerid.models.checkpoint import average_checkpoints
+
+    with pytest.raises(ValueError, match="at least 2"):
+        average_checkpoints([student], tmp_path / "one")
+    unrelated = tmp_path / "tiny"
+    save_model(unrelated, create_model("tiny", seed=1))
+    with pytest.raises(ValueError, match="different"):
+        average_checkpoints([student, unrelated], tmp_path / "mixed")
+    assert main(["average", str(student), str(unrelated), "--out", str(tmp_path / "mixed")]) == 2
+    assert not (tmp_path / "mixed").exists()
+    with pytest.raises(ValueError, match="one non-negative weight per checkpoint"):
+        average_checkpoints([student, student], tmp_path / "w", weights=[1.0])
+    other = _another_seed(student, tmp_path / "seed1")
+    rng = np.random.default_rng(1)
+    ScoringBackend.fit(rng.standard_normal((20, 8)).astype(np.float32), np.repeat(np.arange(4), 5),
+                       BackendConfig(kind="center", asnorm_k=0)).save(other)
+    with caplog.at_level(logging.WARNING, logger="singerid"):
+        soup = average_checkpoints([student, other], tmp_path / "soup")
+    assert "fit-scoring" in caplog.text and ScoringBackend.load(soup) is None
+    meta = json.loads((soup / "config.json").read_text())
+    assert meta["input"] == "mixture" and "embedding_space" not in meta

@@ -205,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--asnorm-k", type=int, default=10,
                    help="AS-norm against the training singers: top-k cohort scores (0: cosine scores; default: 10)")
 
+    av = sub.add_parser("average", help="average the weights of runs of one recipe (a model soup: several seeds, "
+                                         "one model's cost at inference)")
+    av.add_argument("checkpoints", nargs="+", metavar="RUN", help="two or more runs or checkpoint folders")
+    av.add_argument("--out", required=True, help="checkpoint folder to write")
+    av.add_argument("--weights", type=float, nargs="+", metavar="W", help="one weight per RUN (default: equal)")
+
     r = sub.add_parser("train-vad", help="train the vocal-activity model that chooses windows of unseparated audio")
     r.add_argument("--manifest", required=True, action="append",
                    help="tracks table with stem=vocals and stem=instrumental rows (repeat for several tables)")

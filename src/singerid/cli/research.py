@@ -1,4 +1,4 @@
-"""Commands for researchers: train, embed, evaluate, sweep, analyse, splits, weights, quickstart."""
+"""Commands for researchers: train, average, fit-scoring, embed, evaluate, sweep, analyse, splits, weights, quickstart."""
 from __future__ import annotations
 
 import logging
@@ -66,6 +66,16 @@ def cmd_fit_scoring(a) -> int:
     backend.save(folder)
     print(f"wrote {folder}: {emb.name} + {a.kind} scoring backend ({backend.info['n']} embeddings, "
           f"{backend.info['classes']} singers); use with --checkpoint {folder}")
+    return 0
+
+
+@command
+def cmd_average(a) -> int:
+    from ..models.checkpoint import average_checkpoints, read_config
+
+    folder = average_checkpoints(a.checkpoints, a.out, a.weights)
+    backend = "its scoring backend" if read_config(folder).get("backend") else "no scoring backend (fit-scoring next)"
+    print(f"wrote {folder}: the mean of {len(a.checkpoints)} checkpoints, {backend}; use with --checkpoint {folder}")
     return 0
 
 
