@@ -129,6 +129,37 @@ def test_stretch_plays_the_instrumental_faster_or_slower(synth_catalogue, tmp_pa
     assert drawn.min() >= 0.8 * 440 - 1 and drawn.max() <= 1.25 * 440 + 1 and drawn.std() > 5
 
 
+def test_vocal_stretch_gives_teacher_and_student_the_same_new_voice(synth_catalogue, tmp_path):
+    """--distill-vocal-stretch: the vocal window is resampled by the drawn factor (a 220-Hz voice comes out at
+    220 × f), the teacher's clean vocal and the student's mixture carry that same voice, and the instrumental is left
+    as it is; with same-singer pairs it is refused."""
+    import soundfile as sf
+
+    _, insts = _pool(synth_catalogue)
+    voice = tmp_path / "voice.wav"
+    sf.write(voice, 0.5 * np.sin(2 * np.pi * 220 * np.arange(10 * 16000) / 16000), 16000)
+    vocals = [(str(voice), "S", 10.0)]
+    freqs = np.fft.rfftfreq(32000, 1 / 16000)
+
+    def batch(vocal_stretch):
+        return DistillBatches(vocals, insts, batch=4, seed=0, steps=1, seconds=2.0, clean=0.0,
+                              vocal_stretch=vocal_stretch)[0]
+
+    plain, fixed, drawn = batch(None), batch((1.5, 1.5)), batch((0.8, 1.25))
+    peak = lambda x: freqs[np.abs(np.fft.rfft(x.numpy(), axis=1)).argmax(axis=1)]  # noqa: E731
+    np.testing.assert_allclose(peak(plain["vocal"]), 220, atol=1)
+    np.testing.assert_allclose(peak(fixed["vocal"]), 330, atol=1)
+    hz = peak(drawn["vocal"])
+    assert hz.min() >= 0.8 * 220 - 1 and hz.max() <= 1.25 * 220 + 1 and hz.std() > 3
+    for b in (fixed, drawn):  # the student's mixture holds the teacher's (stretched) vocal, plus its accompaniment
+        own = b["mixture"] - b["accompaniment"]
+        cos = (own * b["vocal"]).sum(1) / (own.norm(dim=1) * b["vocal"].norm(dim=1))
+        assert torch.all(cos > 0.999)
+    pairs = object()
+    with pytest.raises(ValueError, match="same-singer pairs"):
+        DistillBatches(vocals, insts, batch=4, seed=0, steps=1, seconds=2.0, pairs=pairs, vocal_stretch=(0.9, 1.1))
+
+
 def test_instrumentals_from_several_tables_and_folders_are_pooled_once(synth_catalogue, tmp_path):
     """`--instrumentals` repeated (a table and a folder of separated accompaniments): their rows together, each
     file once."""

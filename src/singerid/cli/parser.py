@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distill-stretch", type=float, nargs=2, metavar=("LO", "HI"),
                    help="distill: each instrumental window resampled by a random factor in [LO, HI] (new keys and "
                         "tempi; e.g. 0.8 1.25; default: off)")
+    t.add_argument("--distill-vocal-stretch", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="distill: each vocal window resampled by a random factor in [LO, HI], heard so by teacher and "
+                        "student (voices of other pitches and timbres than the training singers'; e.g. 0.85 1.2; "
+                        "default: off)")
     t.add_argument("--distill-prenet", type=int, default=0, metavar="C",
                    help="distill (GE2E students): add a learned gain per mel band and frame, read from the STFT by C "
                         "channels of dilated convolutions, in front of the LSTM; it starts as the identity "

@@ -26,6 +26,7 @@ def cmd_train(a) -> int:
         teacher=a.teacher, vda=tuple(a.vda), distill_loss=a.distill_loss, distill_contrastive=a.distill_contrastive,
         distill_nce=a.distill_nce, distill_gaps=a.distill_gaps, distill_clean=a.distill_clean,
         distill_stretch=tuple(a.distill_stretch) if a.distill_stretch else None, distill_space=a.distill_space,
+        distill_vocal_stretch=tuple(a.distill_vocal_stretch) if a.distill_vocal_stretch else None,
         distill_prenet=a.distill_prenet,
         val_instrumentals=a.val_instrumentals,
     )

@@ -118,7 +118,9 @@ def _rms(x: np.ndarray) -> float:
 class DistillBatches(Dataset):
     """Index = step → {"mixture" [B, T], "vocal" [B, T], "accompaniment" [B, T], "vda" [B], "singers" [B]}.
 
-    `vocal` is the clean window the teacher reads (peak-normalised); `mixture` = its vocal + `accompaniment` (a random
+    `vocal` is the clean window the teacher reads (peak-normalised; with `vocal_stretch`, resampled by a factor drawn in
+    that range: a voice of another pitch and timbre, which teacher and student both hear, so the label-free term
+    covers voices beyond the training singers'); `mixture` = its vocal + `accompaniment` (a random
     instrumental window, resampled by a factor in `stretch` when given, scaled to a VDA drawn in `vda_db`; with
     probability `clean`, no accompaniment: VDA +inf, so the student keeps the teacher's clean voices), augmented when
     an augmenter is given, peak-normalised; `accompaniment` is the instrumental part at the mixture's scale (before any augmentation). A pure function of
@@ -127,9 +129,12 @@ class DistillBatches(Dataset):
     def __init__(self, vocals: list[tuple[str, str, float]], instrumentals: list[tuple[str, float]], batch: int,
                  seed: int, steps: int, seconds: float, vda_db: tuple[float, float] = (-6.0, 12.0),
                  sample_rate: int = 16000, augment=None, pairs: PairBatches | None = None, clean: float = 0.0,
-                 stretch: tuple[float, float] | None = None):
+                 stretch: tuple[float, float] | None = None, vocal_stretch: tuple[float, float] | None = None):
+        if vocal_stretch and pairs is not None:
+            raise ValueError("a vocal stretch changes the voice: it cannot be combined with same-singer pairs "
+                             "(--distill-contrastive)")
         self.vocals, self.insts, self.batch, self.seed, self.steps = vocals, instrumentals, batch, seed, steps
-        self.clean, self.stretch = clean, stretch
+        self.clean, self.stretch, self.vocal_stretch = clean, stretch, vocal_stretch
         self.seconds, self.vda_db, self.sr, self.augment, self.pairs = seconds, tuple(vda_db), sample_rate, augment, pairs
         w = np.array([d for _, _, d in vocals], float)
         self.weights = w / w.sum()  # a file is drawn in proportion to its length
@@ -167,21 +172,22 @@ class DistillBatches(Dataset):
             best = x if best is None or _rms(x) > _rms(best) else best
         return best
 
-    def _instrumental(self, path: str, duration: float, rng) -> np.ndarray:
-        """An instrumental window; with `stretch`, a window `f` times longer played `f` times faster (f drawn
-        log-uniformly in the range): new keys and tempi from the few instrumentals there are."""
-        if not self.stretch:
-            return self._window(path, duration, rng)
-        f = float(np.exp(rng.uniform(*np.log(self.stretch))))
+    def _stretched(self, path: str, duration: float, rng, factors: tuple[float, float] | None,
+                   segs=None) -> np.ndarray:
+        """A window of `path`; with `factors`, a window `f` times longer played `f` times faster (f drawn
+        log-uniformly in the range): new keys and tempi of an instrumental, new pitch and formants of a voice."""
+        if not factors:
+            return self._window(path, duration, rng, segs)
+        f = float(np.exp(rng.uniform(*np.log(factors))))
         n = int(round(self.seconds * self.sr))
-        x = resample_by(self._window(path, duration, rng, seconds=self.seconds * f), f)[:n]
+        x = resample_by(self._window(path, duration, rng, segs, seconds=self.seconds * f), f)[:n]
         return np.pad(x, (0, n - len(x)))
 
     def example(self, path: str, segs, rng: np.random.Generator) -> dict:
         dur = self.durations.get(path) or audio_info(path).duration
-        v = self._window(path, dur, rng, segs).astype(np.float64)
+        v = self._stretched(path, dur, rng, self.vocal_stretch, segs).astype(np.float64)
         ipath, idur = self.insts[int(rng.integers(len(self.insts)))]
-        a = self._instrumental(ipath, idur, rng).astype(np.float64)
+        a = self._stretched(ipath, idur, rng, self.stretch).astype(np.float64)
         vda = float(rng.uniform(*self.vda_db))
         if self.clean > 0 and rng.random() < self.clean:  # the clean vocal itself
             vda, acc = float("inf"), np.zeros_like(a)

@@ -82,7 +82,8 @@ def _datasets(cfg, tracks: pd.DataFrame, sr: int) -> tuple[DistillBatches, Disti
     aug = make_augmenter(cfg, pd.DataFrame({"path": [p for p, _ in train_i]}))
     n = 2 * cfg.batch_pairs
     train_ds = DistillBatches(vocals, train_i, n, cfg.seed, total, cfg.seconds, cfg.vda, sr, aug, pairs,
-                              clean=cfg.distill_clean, stretch=cfg.distill_stretch)
+                              clean=cfg.distill_clean, stretch=cfg.distill_stretch,
+                              vocal_stretch=cfg.distill_vocal_stretch)
     val_ds = DistillBatches(vocals, val_i, n, cfg.seed + 1_000_003, cfg.val_steps, cfg.seconds, cfg.vda, sr)
     info = {"vocal_stems": len(vocals), "instrumentals_train": [p for p, _ in train_i],
             "instrumentals_val": [p for p, _ in val_i] if cfg.val_instrumentals > 0 else []}
@@ -172,6 +173,7 @@ def distill(cfg) -> Path:
             "distilled": {**tdesc, "vda_db": list(cfg.vda), "loss": cfg.distill_loss, "nce_weight": cfg.distill_nce,
                           "gaps": cfg.distill_gaps, "contrastive_weight": cfg.distill_contrastive,
                           "clean_share": cfg.distill_clean, "stretch": cfg.distill_stretch,
+                          "vocal_stretch": cfg.distill_vocal_stretch,
                           "space": cfg.distill_space}}
 
     def save(folder: Path, extra: dict, state: bool) -> None:
