@@ -3,6 +3,7 @@
 Loading reads JSON and tensors only (never unpickles code) and checks every weight against the architecture.
 A training run's `--out` folder holds `latest.json` pointing at its newest checkpoint folder and `best/`; `load_model`
 accepts the run folder (→ best validation loss, else newest), a checkpoint folder, or the .safetensors file itself.
+`average_checkpoints` writes the mean of several runs of one recipe as a checkpoint of its own (a model soup).
 """
 from __future__ import annotations
 
@@ -140,8 +141,7 @@ def average_checkpoints(paths: list, out: str | os.PathLike, weights: list[float
     model = SingerModel(ModelConfig.from_dict(metas[0]["model"]))
     model.load_state_dict(avg)
     backends = [ScoringBackend.load(f) for f in folders]
-    same = all(b is not None for b in backends) and all(
-        _same_backend(backends[0], b) for b in backends[1:])
+    same = all(b is not None for b in backends) and all(_same_backend(backends[0], b) for b in backends[1:])
     if not same and any(b is not None for b in backends):
         log.warning("the checkpoints carry different scoring backends (or some none): the average has none; fit one "
                     "with `singerid fit-scoring --checkpoint %s`", out)
