@@ -437,6 +437,20 @@ def test_averaged_students_keep_their_teachers_space_and_backend(synth_catalogue
         assert torch.allclose(s.encode(wave), f.encode(wave), atol=1e-6)
 
 
+def test_a_student_averaged_with_its_teacher_reads_mixtures_in_the_teachers_space(student, teacher, tmp_path):
+    """WiSE-FT: `average STUDENT TEACHER --weights 0.7 0.3` (either order) is 0.7 × the student's weights + 0.3 × the
+    teacher's, still reads raw mixtures, keeps the shared backend and the teacher's space."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "wise"
+    assert main(["average", str(teacher), str(student), "--weights", "0.3", "0.7", "--out", str(out)]) == 0
+    t, s, m = (load_file(str(p / "model.safetensors")) for p in (teacher, student / "best", out))
+    assert all(torch.allclose(m[k], 0.7 * s[k] + 0.3 * t[k], atol=1e-6) for k in s if s[k].is_floating_point())
+    emb = ModelEmbedder.from_checkpoint(out, "cpu")
+    assert emb.reads_mixtures and emb.space == ModelEmbedder.from_checkpoint(teacher, "cpu").space
+    assert json.loads((out / "config.json").read_text())["distilled"]["teacher"] == str(teacher.resolve())
+
+
 def _same(x, y) -> bool:
     return np.array_equal(x.mean, y.mean) and np.array_equal(x.transform, y.transform)
 

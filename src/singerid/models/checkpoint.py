@@ -104,11 +104,15 @@ def average_checkpoints(paths: list, out: str | os.PathLike, weights: list[float
 
     Meant for runs that start from one point and train towards one target, e.g. one distillation recipe run with
     several seeds: they sit in one basin, so their mean scores like a single model (same cost at inference) but does
-    not carry one seed's luck. Refused: different architectures, inputs, front ends or declared embedding spaces,
-    integer buffers that differ. The scoring backend is kept when every ingredient carries the same one (a distilled
-    student carries its teacher's); otherwise the soup has none (refit it: `singerid fit-scoring --checkpoint OUT`).
+    not carry one seed's luck. A student averaged with its own teacher (e.g. weights 0.7, 0.3) moves part of the way
+    back to the teacher (weight-space ensembling of a fine-tune with its starting point, WiSE-FT): it still reads
+    mixtures, in the teacher's space. Refused: different architectures, integer buffers that differ, embedding spaces
+    that differ where one is declared (students of different teachers), inputs that differ outside one space. The
+    scoring backend is kept when every ingredient carries the same one (a distilled student carries its teacher's);
+    otherwise the soup has none (refit it: `singerid fit-scoring --checkpoint OUT`).
     """
     from .backend import ScoringBackend
+    from .identity import embedding_space
 
     if len(paths) < 2:
         raise ValueError(f"averaging needs at least 2 checkpoints, got {len(paths)}")
@@ -118,12 +122,17 @@ def average_checkpoints(paths: list, out: str | os.PathLike, weights: list[float
     folders = [resolve_checkpoint(p) for p in paths]
     metas = [read_config(f) for f in folders]
     arch = [{k: v for k, v in m["model"].items() if k not in ("train", "description")} for m in metas]
-    for key, values in (("architecture", arch), *((k, [m.get(k) for m in metas]) for k in
-                                                    ("input", "frontend", "embedding_space"))):
-        if any(v != values[0] for v in values[1:]):
+    spaces = [embedding_space(f) for f in folders]  # declared (a student: its teacher's), else its weights'
+    shared = len(set(spaces)) == 1  # a teacher and its students, or students of one teacher
+    inputs = [m.get("input") for m in metas]
+    for key, values, differ in (
+            ("architectures", arch, any(a != arch[0] for a in arch[1:])),
+            ("embedding spaces", spaces, not shared and any(m.get("embedding_space") for m in metas)),  # two teachers
+            ("inputs", inputs, not shared and len(set(inputs)) > 1)):  # one space: a teacher and its students
+        if differ:
             raise ValueError(f"cannot average checkpoints with different {key}: "
                              + "; ".join(f"{f}: {v}" for f, v in zip(folders, values)))
-    if metas[0].get("embedding_space") is None and not metas[0]["model"].get("pretrained"):
+    if not shared and not metas[0]["model"].get("pretrained"):
         log.warning("averaging checkpoints without a shared starting point (no pretrained weights, no teacher): models "
                     "trained from different random initialisations do not average into a working model")
     states = [load_file(str(f / "model.safetensors")) for f in folders]
@@ -145,9 +154,10 @@ def average_checkpoints(paths: list, out: str | os.PathLike, weights: list[float
     if not same and any(b is not None for b in backends):
         log.warning("the checkpoints carry different scoring backends (or some none): the average has none; fit one "
                     "with `singerid fit-scoring --checkpoint %s`", out)
-    keep = {k: metas[0][k] for k in ("input", "frontend", "distilled") if k in metas[0]}
-    if metas[0].get("embedding_space") and (same or not any(backends)):
-        keep["embedding_space"] = metas[0]["embedding_space"]
+    lead = next((m for m in metas if m.get("input") == "mixture"), metas[0])  # a student with its teacher: reads mixtures
+    keep = {k: lead[k] for k in ("input", "frontend", "distilled") if k in lead}
+    if shared and same:
+        keep["embedding_space"] = spaces[0]
     extra = keep | {"average": {"from": [str(f.resolve()) for f in folders], "weights": weights}}
     files = {"backend.safetensors": lambda p: backends[0].save(p.parent)} if same else {}
     return save_model(Path(out), model, extra, files)
