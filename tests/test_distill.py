@@ -26,6 +26,7 @@ from singerid.train.distill import (
     instrumental_files,
     load_teacher,
     mean_voice,
+    more_vocal_files,
     step_loss,
     vocal_files,
 )
@@ -175,6 +176,28 @@ def test_instrumentals_from_several_tables_and_folders_are_pooled_once(synth_cat
     rows = instrumental_table((str(table), str(folder)), t)
     assert len(rows) == 6 and len(set(rows["path"])) == 6 and set(rows["stem"]) == {"instrumental"}
     assert len(instrumental_files(rows)) == 6
+
+
+def test_more_vocals_from_tables_and_folders_join_the_tables_once(synth_catalogue, tmp_path):
+    """`--distill-vocals` (a folder of separated vocals without labels, a table): pooled with the training table's
+    stems, each file once, unreadable files skipped; a source with no vocal stem is refused."""
+    known = vocal_files(load_tracks(synth_catalogue))
+    folder = tmp_path / "sep"
+    folder.mkdir()
+    for p, _, _ in known[:2]:  # already in the table (through a link): not drawn twice
+        (folder / Path(p).name).symlink_to(p)
+    (folder / "new_vocals.flac").write_bytes(Path(known[2][0]).read_bytes())  # a new file
+    (folder / "broken.wav").write_bytes(b"RIFF")
+    table = tmp_path / "more.csv"
+    pd.DataFrame({"path": [known[3][0]], "singer": ["x"], "stem": ["vocals"]}).to_csv(table, index=False)
+    pooled = more_vocal_files((str(folder), str(table)), known)
+    assert pooled[: len(known)] == known
+    new = pooled[len(known):]
+    assert [Path(p).name for p, _, _ in new] == ["new_vocals.flac"] and new[0][1] == "" and new[0][2] > 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no readable vocal stem"):
+        more_vocal_files((str(empty),), known)
 
 
 def test_a_few_distillation_steps_lower_the_loss(synth_catalogue, teacher):

@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distill: each vocal window resampled by a random factor in [LO, HI], heard so by teacher and "
                         "student (voices of other pitches and timbres than the training singers'; e.g. 0.85 1.2; "
                         "default: off)")
+    t.add_argument("--distill-vocals", metavar="TABLE_OR_DIR", action="append",
+                   help="distill: more vocal stems for the label-free terms, beside the table's (a tracks table's "
+                        "vocal stems, or a folder of audio files, e.g. `singerid separate RELEASES --stems vocals`; "
+                        "repeat to pool several; no singer labels needed)")
     t.add_argument("--distill-prenet", type=int, default=0, metavar="C",
                    help="distill (GE2E students): add a learned gain per mel band and frame, read from the STFT by C "
                         "channels of dilated convolutions, in front of the LSTM; it starts as the identity "

@@ -21,6 +21,7 @@ the teacher's scoring backend is copied beside it (same space). The run itself (
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,31 @@ def vocal_files(tracks: pd.DataFrame) -> list[tuple[str, str, float]]:
             log.warning("vocal stem skipped: %s", e)
     if not out:
         raise ValueError("distillation needs vocal stems (stem=vocals rows or a vocals_path column)")
+    return out
+
+
+def more_vocal_files(specs: tuple[str, ...] | None, known: list[tuple[str, str, float]]) -> list[tuple[str, str, float]]:
+    """`known` plus the vocal stems of `specs` (tables: their vocal stems; folders: every audio file, singer unknown),
+    each file once: voices for the label-free terms beyond the training table's singers."""
+    from ..data.manifest import load_tracks
+    from .recipe import AUDIO_SUFFIXES
+
+    out, seen = list(known), {os.path.realpath(p) for p, _, _ in known}
+    for spec in specs or ():
+        p = Path(spec)
+        if p.is_dir():
+            found = []
+            for f in sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES):
+                try:
+                    found.append((f, "", audio_info(f).duration))
+                except AudioError as e:
+                    log.warning("vocal stem skipped: %s", e)
+        else:
+            found = vocal_files(load_tracks(p))
+        if not found:
+            raise ValueError(f"--distill-vocals {spec}: no readable vocal stem")
+        out += [v for v in found if os.path.realpath(v[0]) not in seen]
+        seen |= {os.path.realpath(v[0]) for v in found}
     return out
 
 

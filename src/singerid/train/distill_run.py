@@ -30,6 +30,7 @@ from .distill import (
     instrumental_files,
     load_teacher,
     mean_voice,
+    more_vocal_files,
     split_instrumentals,
     step_loss,
     unit_activity,
@@ -70,7 +71,7 @@ def resolve(cfg):
 
 
 def _datasets(cfg, tracks: pd.DataFrame, sr: int) -> tuple[DistillBatches, DistillBatches, dict]:
-    vocals = vocal_files(tracks)
+    vocals = more_vocal_files(cfg.distill_vocals, vocal_files(tracks))
     insts = instrumental_files(instrumental_table(cfg.instrumentals, tracks))
     train_i, val_i = split_instrumentals(insts, cfg.val_instrumentals, cfg.seed)
     total = cfg.max_epochs * cfg.epoch_steps
@@ -85,7 +86,7 @@ def _datasets(cfg, tracks: pd.DataFrame, sr: int) -> tuple[DistillBatches, Disti
                               clean=cfg.distill_clean, stretch=cfg.distill_stretch,
                               vocal_stretch=cfg.distill_vocal_stretch)
     val_ds = DistillBatches(vocals, val_i, n, cfg.seed + 1_000_003, cfg.val_steps, cfg.seconds, cfg.vda, sr)
-    info = {"vocal_stems": len(vocals), "instrumentals_train": [p for p, _ in train_i],
+    info = {"vocal_stems": len(vocals), "vocal_hours": round(sum(d for _, _, d in vocals) / 3600, 2), "instrumentals_train": [p for p, _ in train_i],
             "instrumentals_val": [p for p, _ in val_i] if cfg.val_instrumentals > 0 else []}
     log.info("distillation: %d vocal stems, %d training instrumentals, %s", len(vocals), len(train_i),
              f"{len(val_i)} held out for validation" if cfg.val_instrumentals > 0 else "validation on the same instrumentals")
@@ -173,7 +174,7 @@ def distill(cfg) -> Path:
             "distilled": {**tdesc, "vda_db": list(cfg.vda), "loss": cfg.distill_loss, "nce_weight": cfg.distill_nce,
                           "gaps": cfg.distill_gaps, "contrastive_weight": cfg.distill_contrastive,
                           "clean_share": cfg.distill_clean, "stretch": cfg.distill_stretch,
-                          "vocal_stretch": cfg.distill_vocal_stretch,
+                          "vocal_stretch": cfg.distill_vocal_stretch, "more_vocals": cfg.distill_vocals,
                           "space": cfg.distill_space}}
 
     def save(folder: Path, extra: dict, state: bool) -> None:
