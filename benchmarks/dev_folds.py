@@ -79,8 +79,12 @@ def score(embedder, proto: Path, held: list[str], separator, cache: str, query_e
 def score_system(system: str, fold: Path, train_csv: Path, k: int, extra: dict, a, sep, cache: str,
                  held: list[str]) -> dict[str, dict]:
     """Run (train or fit when needed) and score one system on fold k."""
-    from singerid.cli import main as cli
+    from singerid.cli import main as singerid
     from singerid.embed import load_embedder
+
+    def cli(argv: list[str]) -> None:
+        if singerid(argv):
+            raise SystemExit(f"singerid {argv[0]} failed on fold {k} ({system}): see its message above")
 
     base, _, how = system.partition("@")  # NAME@none: the same system scored without separation
     if base == "voice":

@@ -200,6 +200,26 @@ def test_more_vocals_from_tables_and_folders_join_the_tables_once(synth_catalogu
         more_vocal_files((str(empty),), known)
 
 
+def test_a_digitally_silent_stretch_of_a_vocal_stem_is_a_quiet_draw(synth_catalogue, tmp_path):
+    """Separated vocals hold exact zeros between phrases: such a window is a silent draw (redrawn, else zeros), not an
+    error that stops the run; other bad audio still raises."""
+    import soundfile as sf
+
+    from singerid.audio import AudioError
+
+    vocals, insts = _pool(synth_catalogue)
+    gap = tmp_path / "gap.flac"
+    sf.write(gap, np.concatenate([np.zeros(16000 * 4), 0.3 * np.sin(np.arange(16000 * 3) / 5.0)]), 16000)
+    ds = DistillBatches([(str(gap), "", 7.0)], insts, batch=2, seed=0, steps=1, seconds=3.2)
+    rng = np.random.default_rng(0)
+    assert not ds._window(str(gap), 7.0, rng, segs=[0.0]).any()  # only the silent start to draw from
+    assert np.abs(ds._window(str(gap), 7.0, rng, segs=[0.0, 3.8])).max() > 0.1  # a redraw finds the voice
+    bad = tmp_path / "bad.flac"
+    bad.write_bytes(b"not audio")
+    with pytest.raises(AudioError):
+        ds._window(str(bad), 7.0, rng)
+
+
 def test_a_few_distillation_steps_lower_the_loss(synth_catalogue, teacher):
     """The default objective (cosine to the teacher's clean-vocal units, gaps taught the mean voice, contrastive
     term), a student started from the teacher, a few Adam steps on synthetic singers' mixtures."""

@@ -188,11 +188,16 @@ class DistillBatches(Dataset):
 
     def _window(self, path: str, duration: float, rng, segs=None, seconds: float | None = None) -> np.ndarray:
         """A window of `path` (`seconds`, default the batch's) louder than SILENT_DBFS (a few redraws, then the
-        loudest drawn)."""
+        loudest drawn; a digitally silent window, as separated stems have between phrases, is a quiet draw)."""
         best, seconds = None, seconds or self.seconds
         for _ in range(6):
             start = float(rng.choice(segs)) if segs else float(rng.uniform(0.0, max(0.0, duration - seconds)))
-            x = read_window(path, start, seconds, self.sr)
+            try:
+                x = read_window(path, start, seconds, self.sr)
+            except AudioError as e:
+                if not e.reason.startswith("silent"):
+                    raise
+                x = np.zeros(int(round(seconds * self.sr)), np.float32)
             if 20 * np.log10(max(_rms(x), 1e-12)) > SILENT_DBFS:
                 return x
             best = x if best is None or _rms(x) > _rms(best) else best
