@@ -21,12 +21,14 @@ from singerid.models.backend import BackendConfig, ScoringBackend
 from singerid.models.identity import embedding_space
 from singerid.train.distill import (
     DistillBatches,
+    TeacherBank,
     backend_map,
     distill_loss,
     instrumental_files,
     load_teacher,
     mean_voice,
     more_vocal_files,
+    neighbour_loss,
     step_loss,
     vocal_files,
 )
@@ -240,6 +242,41 @@ def test_a_few_distillation_steps_lower_the_loss(synth_catalogue, teacher):
         opt.step()
         losses.append(float(res["loss"].detach()))
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_the_neighbour_term_ranks_other_voices_as_the_teacher_does(synth_catalogue, teacher):
+    """The bank is a FIFO of the teacher's voiced units; the KL is zero for a student that reads as the teacher does,
+    positive otherwise; step_loss adds it once the bank holds TeacherBank.MIN_FILL units, and Adam steps lower it."""
+    g = torch.Generator().manual_seed(0)
+    bank = TeacherBank(300)
+    bank.push(torch.randn(200, 16, generator=g))
+    last = torch.randn(200, 16, generator=g)
+    bank.push(last)
+    assert len(bank) == 300 and torch.allclose(bank.units[-200:], torch.nn.functional.normalize(last, dim=-1))
+    t = torch.randn(10, 16, generator=g)
+    assert float(neighbour_loss(t, t, bank.units)) < 1e-6
+    assert float(neighbour_loss(torch.randn(10, 16, generator=g), t, bank.units)) > 0.1
+
+    vocals, insts = _pool(synth_catalogue)
+    cfg = resolve(TrainConfig(manifest=str(synth_catalogue), out="unused", mode="distill", model="tiny",
+                              teacher=str(teacher), distill_bank=400, distill_nce=0.0))
+    t_model, _, _ = load_teacher(str(teacher))
+    s_model = copy.deepcopy(t_model).requires_grad_(True).train()
+    ds = DistillBatches(vocals, insts, batch=8, seed=0, steps=2, seconds=6.0, vda_db=(-6.0, -6.0))
+    bank = TeacherBank(cfg.distill_bank)
+    assert "neighbour_loss" not in step_loss(s_model, t_model, ds[1], cfg, bank=bank)  # too few units yet
+    bank.push(torch.randn(TeacherBank.MIN_FILL, bank.units.shape[1], generator=g))
+    filled = len(bank)
+    opt = torch.optim.Adam(s_model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(6):
+        res = step_loss(s_model, t_model, ds[0], cfg, bank=bank)
+        opt.zero_grad()
+        res["loss"].backward()
+        opt.step()
+        losses.append(float(res["neighbour_loss"].detach()))
+    assert filled < len(bank) <= 400  # each step's teacher units joined it, the oldest leave past its size
+    assert losses[0] > 0 and losses[-1] < losses[0], losses
 
 
 def test_distillation_writes_a_self_describing_student(student, teacher):

@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distill: each vocal window resampled by a random factor in [LO, HI], heard so by teacher and "
                         "student (voices of other pitches and timbres than the training singers'; e.g. 0.85 1.2; "
                         "default: off)")
+    t.add_argument("--distill-bank", type=int, default=0, metavar="N",
+                   help="distill: keep the teacher's last N voiced clean-vocal units; each mixture unit's similarities "
+                        "to them must match its clean vocal's (a softmax KL, weight 1): the student ranks the other "
+                        "voices as the teacher does (e.g. 2048; default: 0, off)")
     t.add_argument("--distill-vocals", metavar="TABLE_OR_DIR", action="append",
                    help="distill: more vocal stems for the label-free terms, beside the table's (a tracks table's "
                         "vocal stems, or a folder of audio files, e.g. `singerid separate RELEASES --stems vocals`; "

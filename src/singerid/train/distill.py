@@ -303,10 +303,41 @@ def nce_loss(student: torch.Tensor, teacher: torch.Tensor, active: torch.Tensor,
     return F.cross_entropy(logits.masked_fill(same, float("-inf")), torch.arange(len(win), device=win.device))
 
 
-def step_loss(student, teacher, batch: dict, cfg, gap_target: torch.Tensor | None = None, project=None) -> dict:
-    """One batch → {"loss", "distill_loss", "cosine", ("nce_loss"), ("contrastive_loss")}; `project`: the voiced
-    units are compared after the teacher's scoring backend (`backend_map`), in the distillation and contrastive
-    terms."""
+class TeacherBank:
+    """A FIFO of the frozen teacher's voiced clean-vocal units from earlier batches ([≤ size, D], L2-normalised): the
+    other voices the student's neighbourhoods are compared over. The teacher never changes, so old entries stay
+    exact (no momentum encoder needed). Not saved with the run: it refills within a few dozen steps."""
+
+    MIN_FILL = 256  # the term waits until the bank holds this many units
+
+    def __init__(self, size: int):
+        self.size, self.units = size, None
+
+    def __len__(self) -> int:
+        return 0 if self.units is None else len(self.units)
+
+    def push(self, units: torch.Tensor) -> None:
+        u = F.normalize(units.detach(), dim=-1)
+        self.units = u[-self.size:] if self.units is None else torch.cat([self.units, u])[-self.size:]
+
+
+def neighbour_loss(student: torch.Tensor, teacher: torch.Tensor, bank: torch.Tensor, tau: float = NCE_TEMPERATURE):
+    """Voiced student units [N, D] (mixtures), their teacher units [N, D] (clean vocals), a bank of other teacher
+    units [M, D] → KL(teacher ‖ student) of the softmax similarities over the bank: the student's reading of a mixture
+    must rank the other voices as the teacher's reading of the clean vocal ranks them (its nearest singers, its
+    distances to them), not only pick out its own window. The relational distillation of CompRess/SEED, with a
+    bank that needs no momentum encoder since the teacher is frozen."""
+    s = F.normalize(student, dim=-1) @ bank.T / tau  # [N, M]
+    t = F.normalize(teacher, dim=-1) @ bank.T / tau
+    return F.kl_div(F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1), log_target=True, reduction="batchmean")
+
+
+def step_loss(student, teacher, batch: dict, cfg, gap_target: torch.Tensor | None = None, project=None,
+              bank: TeacherBank | None = None) -> dict:
+    """One batch → {"loss", "distill_loss", "cosine", ("nce_loss"), ("neighbour_loss"), ("contrastive_loss")};
+    `project`: the voiced units are compared after the teacher's scoring backend (`backend_map`), in the distillation
+    and contrastive terms. With a `bank` (`cfg.distill_bank` > 0), the neighbourhood term over it (weight 1), then
+    this batch's voiced teacher units join the bank."""
     s_units, s_raw = units(student, batch["mixture"])
     with torch.no_grad():
         t_units, _ = units(teacher, batch["vocal"])
@@ -317,6 +348,13 @@ def step_loss(student, teacher, batch: dict, cfg, gap_target: torch.Tensor | Non
         s_nce, t_nce = (project(s_units), project(t_units)) if project else (s_units, t_units)
         res["nce_loss"] = nce_loss(s_nce, t_nce, active)
         res["loss"] = res["loss"] + cfg.distill_nce * res["nce_loss"]
+    if bank is not None and active.any():
+        if len(bank) >= TeacherBank.MIN_FILL:
+            b = project(bank.units) if project else bank.units
+            s_nb, t_nb = (project(s_units), project(t_units)) if project else (s_units, t_units)
+            res["neighbour_loss"] = neighbour_loss(s_nb[active], t_nb[active], F.normalize(b, dim=-1))
+            res["loss"] = res["loss"] + res["neighbour_loss"]
+        bank.push(t_units[active])
     if cfg.distill_contrastive > 0:
         c = nt_xent(student.projector(s_raw), cfg.temperature)
         res["contrastive_loss"] = c["contrastive_loss"]

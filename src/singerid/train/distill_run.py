@@ -24,6 +24,7 @@ from ..models import save_model
 from ..models.checkpoint import load_weights, write_json_atomic
 from .distill import (
     DistillBatches,
+    TeacherBank,
     backend_map,
     distill_loss,
     identified,
@@ -175,6 +176,7 @@ def distill(cfg) -> Path:
                           "gaps": cfg.distill_gaps, "contrastive_weight": cfg.distill_contrastive,
                           "clean_share": cfg.distill_clean, "stretch": cfg.distill_stretch,
                           "vocal_stretch": cfg.distill_vocal_stretch, "more_vocals": cfg.distill_vocals,
+                          "bank": cfg.distill_bank,
                           "space": cfg.distill_space}}
 
     def save(folder: Path, extra: dict, state: bool) -> None:
@@ -194,6 +196,7 @@ def distill(cfg) -> Path:
             shutil.rmtree(old, ignore_errors=True)
 
     gap_target = mean_voice(teacher, val_ds, device) if cfg.distill_gaps == "mean" else None
+    bank = TeacherBank(cfg.distill_bank) if cfg.distill_bank > 0 else None
     step, t0 = counters["step"], time.time()
     if step == 0:
         v = validate(student, teacher, val_ds, cfg, device)
@@ -207,7 +210,7 @@ def distill(cfg) -> Path:
     stopped = counters["bad_epochs"] >= cfg.stop_patience
     for batch in loader if step < total and not stopped else []:
         b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        res = step_loss(student, teacher, b, cfg, gap_target, project)
+        res = step_loss(student, teacher, b, cfg, gap_target, project, bank)
         opt.zero_grad(set_to_none=True)
         res["loss"].backward()
         opt.step()
