@@ -10,7 +10,9 @@ embedding; an AST's 6-s window); plus a contrastive term (`distill_nce`: each un
 batch's other windows' — cosine alone let the student drift towards the direction all voices share and lose what tells
 them apart, measured on the dev folds); units without voice are taught the teacher's mean voice (`distill_gaps`);
 optionally the singer-level NT-Xent on the student's mixture projections (`distill_contrastive` > 0: the batch is then
-made of same-singer pairs from two songs). The target holds no accompaniment, so the instrumental shortcut of the
+made of same-singer pairs from two songs), and a neighbourhood term over a bank of earlier teacher units
+(`distill_bank` > 0: the student must rank the other voices as the teacher does). Vocals beyond the table's can be
+added (`distill_vocals`: e.g. vocals separated from releases). The target holds no accompaniment, so the instrumental shortcut of the
 paper's Mixture model (its Fig. 4) earns nothing.
 
 The student checkpoint is self-describing: `distilled` names its teacher, `input: mixture` tells identify/evaluate to
@@ -93,14 +95,14 @@ def more_vocal_files(specs: tuple[str, ...] | None, known: list[tuple[str, str, 
     """`known` plus the vocal stems of `specs` (tables: their vocal stems; folders: every audio file, singer unknown),
     each file once: voices for the label-free terms beyond the training table's singers."""
     from ..data.manifest import load_tracks
-    from .recipe import AUDIO_SUFFIXES
+    from .recipe import audio_files
 
     out, seen = list(known), {os.path.realpath(p) for p, _, _ in known}
     for spec in specs or ():
         p = Path(spec)
         if p.is_dir():
             found = []
-            for f in sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES):
+            for f in audio_files(p):
                 try:
                     found.append((f, "", audio_info(f).duration))
                 except AudioError as e:

@@ -87,7 +87,8 @@ def _datasets(cfg, tracks: pd.DataFrame, sr: int) -> tuple[DistillBatches, Disti
                               clean=cfg.distill_clean, stretch=cfg.distill_stretch,
                               vocal_stretch=cfg.distill_vocal_stretch)
     val_ds = DistillBatches(vocals, val_i, n, cfg.seed + 1_000_003, cfg.val_steps, cfg.seconds, cfg.vda, sr)
-    info = {"vocal_stems": len(vocals), "vocal_hours": round(sum(d for _, _, d in vocals) / 3600, 2), "instrumentals_train": [p for p, _ in train_i],
+    info = {"vocal_stems": len(vocals), "vocal_hours": round(sum(d for _, _, d in vocals) / 3600, 2),
+            "instrumentals_train": [p for p, _ in train_i],
             "instrumentals_val": [p for p, _ in val_i] if cfg.val_instrumentals > 0 else []}
     log.info("distillation: %d vocal stems, %d training instrumentals, %s", len(vocals), len(train_i),
              f"{len(val_i)} held out for validation" if cfg.val_instrumentals > 0 else "validation on the same instrumentals")

@@ -62,6 +62,11 @@ def scheduler_step(sched, val_score: float | None = None) -> None:
         sched.step()
 
 
+def audio_files(folder: Path) -> list[str]:
+    """Every audio file under `folder` (by suffix, recursively), sorted."""
+    return sorted(str(f) for f in folder.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+
+
 def instrumental_table(spec: str | list[str] | tuple[str, ...] | None, tracks: pd.DataFrame) -> pd.DataFrame:
     """Instrumental rows (stem=instrumental) from `spec` — a tracks table (its instrumental rows, or every row when it
     marks none), a folder of audio files, or several of these (their rows together, each file once) — or, without
@@ -73,7 +78,7 @@ def instrumental_table(spec: str | list[str] | tuple[str, ...] | None, tracks: p
         return rows.drop_duplicates("path")
     p = Path(spec)
     if p.is_dir():
-        files = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+        files = audio_files(p)
         if not files:
             raise ValueError(f"{p}: no audio files for instrumentals")
         rows = pd.DataFrame({c: [""] * len(files) for c in tracks.columns})
