@@ -346,15 +346,15 @@ def step_loss(student, teacher, batch: dict, cfg, gap_target: torch.Tensor | Non
     active = unit_activity(batch["vocal"], s_units.shape[1])
     res = distill_loss(s_units, t_units, active, cfg.distill_loss, gap_target, project)
     res["loss"] = res["distill_loss"]
-    if cfg.distill_nce > 0 and active.any():  # a batch of silent draws has no voiced unit to contrast
-        s_nce, t_nce = (project(s_units), project(t_units)) if project else (s_units, t_units)
-        res["nce_loss"] = nce_loss(s_nce, t_nce, active)
+    # the units the relational terms compare, in the space asked (a batch of silent draws has none)
+    s_cmp, t_cmp = (project(s_units), project(t_units)) if project else (s_units, t_units)
+    if cfg.distill_nce > 0 and active.any():
+        res["nce_loss"] = nce_loss(s_cmp, t_cmp, active)
         res["loss"] = res["loss"] + cfg.distill_nce * res["nce_loss"]
     if bank is not None and active.any():
         if len(bank) >= TeacherBank.MIN_FILL:
-            b = project(bank.units) if project else bank.units
-            s_nb, t_nb = (project(s_units), project(t_units)) if project else (s_units, t_units)
-            res["neighbour_loss"] = neighbour_loss(s_nb[active], t_nb[active], F.normalize(b, dim=-1))
+            b = F.normalize(project(bank.units), dim=-1) if project else bank.units
+            res["neighbour_loss"] = neighbour_loss(s_cmp[active], t_cmp[active], b)
             res["loss"] = res["loss"] + res["neighbour_loss"]
         bank.push(t_units[active])
     if cfg.distill_contrastive > 0:
