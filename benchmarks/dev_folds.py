@@ -15,7 +15,9 @@ training singers), `adapted` (`singerid train --config voice --mode vocal` on th
 --checkpoint`: its own embeddings of the training table and of its remixes, unseparated for a distilled student);
 `NAME+refitLABEL=ARGS` passes ARGS to that fit-scoring (e.g. `student10+refit3=--remixes 3`).
 Every system is scored with Spleeter in front, except `NAME@none` (e.g. `voice@none`) and checkpoints that read raw
-mixtures (a distilled student, `--mode distill`), which are scored on the raw audio.
+mixtures (a distilled student, `--mode distill`), which are scored on the raw audio; such a student enrols each track
+read raw and through Spleeter, the two averaged (`singerid evaluate`'s default `--enrol-views`), or raw only with
+`NAME@mixture`.
 `NAME=--average A B ...` averages the weights of systems A, B, ... already run on the fold (`singerid average`: a model
 soup, e.g. one recipe trained with two seeds).
 `ENROL:QUERY` (e.g. `scoring:student4`) enrols with one system and queries with another of the same embedding space,
@@ -62,7 +64,7 @@ def training_table(tracks: pd.DataFrame, held: list[str], out: Path) -> Path:
 
 
 def score(embedder, proto: Path, held: list[str], separator, cache: str, query_embedder=None,
-          query_separator=None) -> dict[str, dict]:
+          query_separator=None, enrol_separated=None) -> dict[str, dict]:
     from singerid.eval.evaluate import evaluate
 
     res = {}
@@ -70,7 +72,7 @@ def score(embedder, proto: Path, held: list[str], separator, cache: str, query_e
         enrol, query = pd.read_csv(proto / f"{p}_enrol.csv"), pd.read_csv(proto / f"{p}_query.csv")
         query = query[query["singer"].isin(held)]
         r = evaluate(enrol, query, embedder, "centroid", "track", cache, workers=2, separator=separator,
-                     query_embedder=query_embedder, query_separator=query_separator)
+                     query_embedder=query_embedder, query_separator=query_separator, enrol_separated=enrol_separated)
         res[p] = {"top1": r["top1"], "top5": r["top5"], "n": r["n"],
                   "hits": [q["predicted"][0][0] == q["singer"] if q["predicted"] else False for q in r["queries"]]}
     return res
@@ -86,7 +88,7 @@ def score_system(system: str, fold: Path, train_csv: Path, k: int, extra: dict, 
         if singerid(argv):
             raise SystemExit(f"singerid {argv[0]} failed on fold {k} ({system}): see its message above")
 
-    base, _, how = system.partition("@")  # NAME@none: the same system scored without separation
+    base, _, how = system.partition("@")  # NAME@none: without separation; NAME@mixture: a student enrolling one view
     if base == "voice":
         emb = load_embedder("voice")
     elif base == "scoring":
@@ -107,7 +109,8 @@ def score_system(system: str, fold: Path, train_csv: Path, k: int, extra: dict, 
                 + shlex.split(args.replace("{fold}", str(k))))
         emb = load_embedder(checkpoint=str(run))
     raw = how == "none" or emb.reads_mixtures  # a distilled student reads the raw mixtures
-    return score(emb, Path(a.proto), held, None if raw else sep, cache)
+    also = sep if emb.reads_mixtures and how != "mixture" else None  # its enrolment: raw and separated, averaged
+    return score(emb, Path(a.proto), held, None if raw else sep, cache, enrol_separated=also)
 
 
 def peer_scores(peer: dict, held: list[str]) -> dict[str, dict]:

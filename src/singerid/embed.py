@@ -147,12 +147,47 @@ class TrackEmbedding:
     track: np.ndarray | None = None  # [D] the track-level embedding (all partials of the voiced audio)
 
 
+def two_view_track(raw: np.ndarray, separated: np.ndarray) -> np.ndarray:
+    """A track read by a distilled student twice, raw and through a separator ([D] each, L2-normalised) → their
+    L2-normalised mean: how such a student enrols a track (`ENROL_VIEWS`). Its queries stay raw."""
+    v = np.asarray(raw, np.float32) + np.asarray(separated, np.float32)
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
+ENROL_VIEWS = ("auto", "mixture", "mixture+separated")  # auto: mixture+separated for a student, when a separator is there
+
+
+def second_view(embedder: Embedder, views: str = "auto", separate: str = "auto", device: str = "cpu",
+                cache_dir: str | os.PathLike | None = None):
+    """The separator through which a distilled student's enrolment also reads each track (`two_view_track`), or None
+    (one view: any other model, `views="mixture"`, or `auto` with `separate="none"` or without spleeter's weights).
+    Enrolment runs offline, once per track; the queries stay raw, so identification keeps the mixture path's cost."""
+    if views not in ENROL_VIEWS:
+        raise ValueError(f"enrolment views must be one of {', '.join(ENROL_VIEWS)}, got {views!r}")
+    if views == "mixture" or not getattr(embedder, "reads_mixtures", False) or (views, separate) == ("auto", "none"):
+        return None
+    from .separation import load_separator
+    from .weights import WeightsMissing, locate
+
+    name = separate if separate in ("spleeter", "demucs") else "spleeter"
+    if name == "spleeter":
+        try:
+            locate("spleeter")
+        except WeightsMissing:
+            if views == "auto":
+                log.info("a student's enrolment reads the mixture only: spleeter weights not fetched")
+                return None
+            raise ValueError("enrolment views mixture+separated need spleeter's weights: run `singerid fetch-weights`")
+    return load_separator(name, device, cache_dir)
+
+
 def iter_track_embeddings(
     embedder: Embedder, paths: list[str], starts: list | None = None, workers: int = 2, progress: bool = True,
-    separator=None, vocal_only: bool = True, budget: int | None = MAX_WINDOWS, vad="auto",
+    separator=None, vocal_only: bool = True, budget: int | None = MAX_WINDOWS, vad="auto", also_separated=None,
 ) -> Iterator[TrackEmbedding]:
     """Embed the (vocal) windows of every file: decoding in workers, separation and the encoder in this process.
-    Unreadable files come back with `error` set (they never abort the run)."""
+    Unreadable files come back with `error` set (they never abort the run). With `also_separated` (a separator), the
+    track embedding is `two_view_track` of the file as read and of its separated vocal (the windows: as read)."""
     starts = starts if starts is not None else [None] * len(paths)
     loader = DataLoader(_Decoded(list(paths), embedder.sample_rate), batch_size=None, num_workers=workers,
                         prefetch_factor=4 if workers else None, worker_init_fn=single_thread_worker if workers else None)
@@ -163,8 +198,12 @@ def iter_track_embeddings(
             continue
         audio = track_audio(np.asarray(wave), embedder.window_seconds, starts[i], separator, vocal_only,
                             embedder.sample_rate, budget, vad)
-        yield TrackEmbedding(i, paths[i], audio.starts, embedder.embed_windows(audio.windows),
-                             track=embedder.embed_track(audio.voiced))
+        track = embedder.embed_track(audio.voiced)
+        if also_separated is not None:
+            other = track_audio(np.asarray(wave), embedder.window_seconds, starts[i], also_separated, vocal_only,
+                                embedder.sample_rate, budget, vad)
+            track = two_view_track(track, embedder.embed_track(other.voiced))
+        yield TrackEmbedding(i, paths[i], audio.starts, embedder.embed_windows(audio.windows), track=track)
 
 
 def embed_tracks(

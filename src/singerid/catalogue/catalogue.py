@@ -34,6 +34,7 @@ class Catalogue:
         self.device = device
         self._embedder = None
         self._separator = None
+        self._second_view = None
         self._index = None
         self._centroids: tuple[list[str], np.ndarray] | None = None
         self._clones: tuple[list[str], np.ndarray] | None = None
@@ -43,12 +44,26 @@ class Catalogue:
     # ------------------------------------------------------------------ creation / opening
     @classmethod
     def create(cls, folder: str | os.PathLike, backend: str = "voice", checkpoint: str | None = None,
-               separate: str = "auto", index_kind: str = "flat", device: str = "cpu") -> "Catalogue":
+               separate: str = "auto", index_kind: str = "flat", device: str = "cpu",
+               enrol_views: str = "auto") -> "Catalogue":
+        """Create (or reopen) a catalogue. `enrol_views` (`embed.ENROL_VIEWS`) is fixed at creation: how a distilled
+        student enrols each track (raw only, or raw and separated, averaged); reopening with another is refused."""
+        from ..embed import second_view
+
         store = Store(folder, create=True)
-        if store.get_meta("backend") is None:
+        new = store.get_meta("backend") is None
+        if new:
             store.set_meta(backend=backend, checkpoint=str(Path(checkpoint).resolve()) if checkpoint else None,
                            separate=separate, index_kind=index_kind, version=1)
         cat = cls(store, device)
+        views = second_view(cat.embedder, enrol_views, separate, device)
+        name = views.name if views is not None else ""
+        if new:
+            store.set_meta(enrol_also_separated=name)
+            cat._second_view = views
+        elif enrol_views != "auto" and name != (store.get_meta("enrol_also_separated") or ""):
+            raise ValueError(f"{folder} enrols {cat._views_in_words()}; its tracks must all be enrolled the same way "
+                             "(leave --enrol-views out, or enrol into a new catalogue)")
         store.set_meta(dim=cat.embedder.dim)
         if store.get_meta("model") is None:
             store.set_meta(model=_model_meta(cat.embedder))
@@ -115,6 +130,23 @@ class Catalogue:
             self._embedder = self._enrolling_embedder()
         return self._embedder
 
+    def _views_in_words(self) -> str:
+        name = self.store.get_meta("enrol_also_separated")
+        return f"each track raw and separated by {name}" if name else "one view of each track"
+
+    @property
+    def second_view(self):
+        """The separator through which a distilled student's enrolment also reads each track (`embed.two_view_track`),
+        or None; identification reads the query raw either way."""
+        name = self.store.get_meta("enrol_also_separated")
+        if not name or not getattr(self.embedder, "reads_mixtures", False):
+            return None
+        if self._second_view is None:
+            from ..separation import load_separator
+
+            self._second_view = load_separator(name, self.device)
+        return self._second_view
+
     @property
     def separator(self):
         if getattr(self.embedder, "reads_mixtures", False):
@@ -143,9 +175,9 @@ class Catalogue:
             part = todo[vocal_rows == is_vocal]
             if part.empty:
                 continue
-            sep = None if is_vocal else self.separator
+            sep, also = (None, None) if is_vocal else (self.separator, self.second_view)
             embedded = iter_track_embeddings(self.embedder, list(part["path"]), None, workers, progress, separator=sep,
-                                             vad=None if is_vocal else "auto")  # a stem: its windows by energy
+                                             vad=None if is_vocal else "auto", also_separated=also)  # a stem: by energy
             for te in log_progress(embedded, len(part), "enrol", enabled=progress):
                 row = part.iloc[te.index]
                 if te.error:

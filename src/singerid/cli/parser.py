@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "raw mixtures, its teacher enrolling through separation); default: the enrolment's model")
     topk_arg(v)
     backend_args(v)
+    enrol_views_arg(v)
 
     for name, helptext in (("sweep", "closed-set N-class sweeps x runs, and the cloned protocol when the table has clones"),
                            ("analyse", "accuracy by genre / by training tracks per singer, similarity study (PNG, JSON, MD)")):
@@ -245,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(match: 1 %%, possible: 10 %% of unknown voices accepted)")
     n.add_argument("--ray", action="store_true", help="embed on the Ray cluster (Ray Data), then commit here")
     backend_args(n)
+    enrol_views_arg(n)
 
     i = sub.add_parser("identify", help="whose voice is this? ranked singers, evidence, 'unknown'")
     i.add_argument("files", nargs="+", help="audio files")
@@ -312,6 +314,13 @@ def global_args(p: argparse.ArgumentParser) -> None:
                    help="torch threads per process (default: $SINGERID_THREADS, $OMP_NUM_THREADS, else the usable "
                         "CPUs (affinity, cgroup quota) left idle by other processes, divided among workers)")
 
+
+
+def enrol_views_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--enrol-views", choices=["auto", "mixture", "mixture+separated"], default="auto",
+                   help="a distilled student's enrolment: each track read raw and also through separation (--separate: "
+                        "spleeter unless demucs), the two embeddings averaged; queries stay raw. auto (default): "
+                        "mixture+separated when spleeter's weights are fetched; other models read one view")
 
 
 def backend_args(p: argparse.ArgumentParser) -> None:

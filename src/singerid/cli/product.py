@@ -95,7 +95,9 @@ def cmd_enroll(a) -> int:
 
     tracks = load_table(a.tracks, a)  # --separate given: enrol the given stems; queries are separated (auto)
     separate = "auto" if a.separate == "given" else a.separate
-    cat = Catalogue.create(a.catalogue, a.backend or "voice", a.checkpoint, separate, a.index, a.device)
+    cat = Catalogue.create(a.catalogue, a.backend or "voice", a.checkpoint, separate, a.index, a.device, a.enrol_views)
+    if a.ray and cat.second_view is not None:
+        raise ValueError("--ray enrols one view of each track: create the catalogue with --enrol-views mixture")
     if a.ray:
         from ..distributed import ray_embed, read_shards
 

@@ -120,19 +120,22 @@ def cmd_embed(a) -> int:
 def cmd_evaluate(a) -> int:
     import json
 
-    from ..embed import load_embedder
+    from ..embed import load_embedder, second_view
     from ..eval.evaluate import evaluate
+    from ..weights import home
 
     emb, sep = load_embedder(a.backend, a.checkpoint, a.device), _separator(a)
+    also = second_view(emb, a.enrol_views, a.separate, a.device, None if a.cache == "none" else home() / "separated")
     q_emb = load_embedder(None, a.query_checkpoint, a.device) if a.query_checkpoint else None
     q_sep = None if q_emb is None or q_emb.reads_mixtures else sep  # a student reads the raw mixture
     r = evaluate(load_table(a.enroll, a), load_table(a.query, a), emb, a.method, a.decision, _cache_dir(a), a.workers,
                  a.seed, separator=sep, auto=a.separate in ("auto", "given"), topk_compat=a.topk_compat,
-                 query_embedder=q_emb, query_separator=q_sep)
+                 query_embedder=q_emb, query_separator=q_sep, enrol_separated=also)
     with open(a.json, "w") as fh:
         json.dump(r, fh, indent=1)
     queried = f", queries by {r['query_backend']} (separation {r['query_separation']})" if q_emb else ""
-    print(f"{r['backend']} {r['method']}/{r['decision']}, separation {r['separation']}{queried}: top-1 {100 * r['top1']:.1f} %, top-5 {100 * r['top5']:.1f} % "
+    views = ", enrolled raw and separated" if also is not None else ""
+    print(f"{r['backend']} {r['method']}/{r['decision']}, separation {r['separation']}{views}{queried}: top-1 {100 * r['top1']:.1f} %, top-5 {100 * r['top5']:.1f} % "
           f"on {r['n']} queries, {r['singers']} singers" + (f", {r['n_errors']} unreadable" if r["n_errors"] else ""))
     return 0
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..embed import Embedder, iter_track_embeddings
+from ..embed import Embedder, iter_track_embeddings, two_view_track
 from ..voiced import resolve_vad
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,14 @@ class Windows:
     def features(self, raw: bool = False) -> np.ndarray:
         """[N, D]: the L2-normalised embeddings, or (`raw`, where the norms are known) the raw encoder outputs."""
         return self.emb * self.norm[:, None] if raw and self.norm is not None else self.emb
+
+
+def with_second_view(w: Windows, other: Windows) -> Windows:
+    """A file's windows as read, its track embedding averaged with `other`'s (the same file read through a
+    separator: `embed.two_view_track`); as read where either has no track embedding."""
+    if w.track is None or other.track is None:
+        return w
+    return Windows(w.starts, w.emb, w.error, w.norm, two_view_track(w.track, other.track))
 
 
 def as_tracks(windows: list[Windows]) -> list[Windows]:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..data.manifest import singers_of
 from ..embed import Embedder
-from .cache import Windows, as_tracks, embed_files, reads_raw
+from .cache import Windows, as_tracks, embed_files, reads_raw, with_second_view
 from .heads import CentroidClassifier, HeadConfig, train_head
 from .vote import TOPK_COMPAT, majority_vote, mean_score_ranking, truth_rank
 
@@ -95,11 +95,12 @@ def embed_table(embedder: Embedder, tracks: pd.DataFrame, cache_dir=None, worker
 def evaluate(
     enrol: pd.DataFrame, query: pd.DataFrame, embedder: Embedder, method: str = "centroid", decision: str = "track",
     cache_dir=None, workers: int = 2, seed: int = 0, k: int = 5, separator=None, auto: bool = True,
-    topk_compat: str = "ours", query_embedder: Embedder | None = None, query_separator=None,
+    topk_compat: str = "ours", query_embedder: Embedder | None = None, query_separator=None, enrol_separated=None,
 ) -> dict:
     """Enrol `enrol`'s tracks, classify `query`'s. `query_embedder` (with `query_separator` in front of it): embed
     the queries with another model of the same embedding space, as a catalogue enrolled by a teacher through
-    separation is queried by its distilled student on raw mixtures."""
+    separation is queried by its distilled student on raw mixtures. `enrol_separated` (a separator, from
+    `embed.second_view`): each enrolment track also read through it, the two track embeddings averaged."""
     if topk_compat not in TOPK_COMPAT:
         raise ValueError(f"topk_compat must be one of {TOPK_COMPAT}")
     if query_embedder is not None and query_embedder.space != embedder.space:
@@ -112,6 +113,9 @@ def evaluate(
     if decision not in DECISIONS:
         raise ValueError(f"decision must be one of {DECISIONS}")
     ew = embed_table(embedder, enrol, cache_dir, workers, separator, auto)
+    if enrol_separated is not None:
+        ew = [with_second_view(w, o) for w, o in zip(ew, embed_table(embedder, enrol, cache_dir, workers,
+                                                                      enrol_separated, auto))]
     if decision == "track":
         ew = as_tracks(ew)
     ok = [i for i, w in enumerate(ew) if not w.error and len(w.emb)]
@@ -147,6 +151,7 @@ def evaluate(
     return {
         "top1": top1 / n if n else 0.0, "top5": topk / n if n else 0.0, "n": n, "method": method, "decision": decision,
         "backend": embedder.name, "separation": separator.name if separator is not None else "none",
+        "enrol_views": "mixture+separated" if enrol_separated is not None else "one",
         "query_backend": query_embedder.name,
         "query_separation": query_separator.name if query_separator is not None else "none",
         "singers": len(singers),
