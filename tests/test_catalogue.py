@@ -200,3 +200,26 @@ def test_catalogue_scores_with_the_backends_asnorm(world, tmp_path):
     backend.cohort_stats = lambda x: rows.append(len(x)) or cohort_stats(x)
     assert cat.identify(path)["candidates"] == res["candidates"]
     assert rows and set(rows) == {1}, "a second query recomputed the centroids' side of AS-norm"
+
+
+def test_calibration_scores_each_left_out_track_as_it_would_be_queried():
+    """Two-view enrolment stores, beside each track's enrolled vector, the raw reading a query of it would get;
+    calibration scores the left-out track (and verification's pairs) with that, so the tiers describe queries."""
+    from singerid.catalogue.calibrate import calibrate
+
+    def l2(x):
+        return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+    rng = np.random.default_rng(0)
+    centres = l2(rng.standard_normal((4, 16)))
+    tracks, noisy = [], {}
+    for i in range(24):
+        v = l2(centres[i % 4] + 0.1 * rng.standard_normal(16))
+        tracks.append((i + 1, f"s{i % 4}", f"p{i}", v[None]))
+        noisy[i + 1] = l2(v + 0.5 * rng.standard_normal(16))[None]
+    base = calibrate(tracks)
+    assert calibrate(tracks, queries={t[0]: t[3] for t in tracks}) == base  # queries as enrolled: nothing changes
+    q = calibrate(tracks, queries=noisy)
+    assert q["n_tracks"] == base["n_tracks"]
+    assert q["verify_eer"] > base["verify_eer"] and q["genuine_accept_rate"] <= base["genuine_accept_rate"]
+    assert q["tiers"] != base["tiers"]

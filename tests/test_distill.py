@@ -379,6 +379,7 @@ def test_a_student_enrols_each_track_raw_and_separated_and_is_queried_raw(synth_
     first = stored[0]  # tracks are enrolled in table order
     np.testing.assert_allclose(first, two_view_track(raw.track, sep.track), atol=1e-5)
     assert np.linalg.norm(first) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(cat.store.query_vectors()[int(ids[0])][0], raw.track, atol=1e-5)  # for calibration
     query = _tracks(synth_catalogue, [3])["path"].iloc[0]
     r = cat.identify(query)
     q, = iter_track_embeddings(emb, [query], workers=0, progress=False)

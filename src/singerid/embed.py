@@ -145,6 +145,7 @@ class TrackEmbedding:
     embeddings: np.ndarray  # [N, D] one per 6-s window
     error: str | None = None
     track: np.ndarray | None = None  # [D] the track-level embedding (all partials of the voiced audio)
+    query_track: np.ndarray | None = None  # [D] with two views (`also_separated`): the raw reading alone, as queried
 
 
 def two_view_track(raw: np.ndarray, separated: np.ndarray) -> np.ndarray:
@@ -187,7 +188,8 @@ def iter_track_embeddings(
 ) -> Iterator[TrackEmbedding]:
     """Embed the (vocal) windows of every file: decoding in workers, separation and the encoder in this process.
     Unreadable files come back with `error` set (they never abort the run). With `also_separated` (a separator), the
-    track embedding is `two_view_track` of the file as read and of its separated vocal (the windows: as read)."""
+    track embedding is `two_view_track` of the file as read and of its separated vocal (the windows and `query_track`:
+    as read)."""
     starts = starts if starts is not None else [None] * len(paths)
     loader = DataLoader(_Decoded(list(paths), embedder.sample_rate), batch_size=None, num_workers=workers,
                         prefetch_factor=4 if workers else None, worker_init_fn=single_thread_worker if workers else None)
@@ -198,12 +200,13 @@ def iter_track_embeddings(
             continue
         audio = track_audio(np.asarray(wave), embedder.window_seconds, starts[i], separator, vocal_only,
                             embedder.sample_rate, budget, vad)
-        track = embedder.embed_track(audio.voiced)
+        track = query = embedder.embed_track(audio.voiced)
         if also_separated is not None:
             other = track_audio(np.asarray(wave), embedder.window_seconds, starts[i], also_separated, vocal_only,
                                 embedder.sample_rate, budget, vad)
-            track = two_view_track(track, embedder.embed_track(other.voiced))
-        yield TrackEmbedding(i, paths[i], audio.starts, embedder.embed_windows(audio.windows), track=track)
+            track = two_view_track(query, embedder.embed_track(other.voiced))
+        yield TrackEmbedding(i, paths[i], audio.starts, embedder.embed_windows(audio.windows), track=track,
+                             query_track=query if also_separated is not None else None)
 
 
 def embed_tracks(

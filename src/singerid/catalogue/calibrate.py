@@ -105,9 +105,13 @@ def fit_logistic(scores: np.ndarray, labels: np.ndarray, iters: int = 100, l2: f
 
 
 def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05, max_tracks: int = 5000,
-              seed: int = 0, tiers: tuple[Tier, ...] = TIERS, backend=None) -> dict:
+              seed: int = 0, tiers: tuple[Tier, ...] = TIERS, backend=None,
+              queries: dict[int, np.ndarray] | None = None) -> dict:
     """tracks: (id, singer, path, windows [N, D]) of real voices → calibration dict (tiers, logistic, verification at
-    false-acceptance rate `far`, stats). Scores as identification computes them (`track_score` with `backend`)."""
+    false-acceptance rate `far`, stats). Scores as identification computes them (`track_score` with `backend`).
+    `queries`: id → [1, D] the vector a query of that track would be scored with, where it differs from what was
+    enrolled (two-view enrolment: the raw reading); the left-out track is scored with it."""
+    queries = queries or {}
     singers = sorted({s for _, s, _, _ in tracks})
     if len(singers) < 2:
         return {"threshold": None, "reason": "fewer than 2 singers"}
@@ -130,7 +134,7 @@ def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05,
         if stats is not None:  # only the left-out singer's centroid changed
             st = (stats[0].copy(), stats[1].copy())
             (st[0][lab[i]],), (st[1][lab[i]],) = backend.cohort_stats(own[None])
-        s = track_score(tracks[i][3], c, backend, st)
+        s = track_score(queries.get(tracks[i][0], tracks[i][3]), c, backend, st)
         genuine.append(s[lab[i]])
         impostor.append(np.delete(s, lab[i]).max())
     if not genuine:
@@ -142,7 +146,8 @@ def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05,
     logistic = [a, b] if a > 0 else None  # the model does not rank genuine above impostor: no confidence to give
     if logistic is None:
         log.warning("calibration: genuine scores are not above impostor scores; confidences disabled")
-    same, diff = _pair_scores(means, lab, rng)
+    as_queried = np.stack([_normalise(queries.get(t[0], t[3]).mean(axis=0)) for t in tracks])  # [M, D]
+    same, diff = _pair_scores(as_queried, lab, rng)  # verification compares two queries
     vthr = float(np.quantile(diff, 1 - far)) if len(diff) else None
     return {
         "tiers": levels, "threshold": thr, "logistic": logistic, "n_tracks": len(genuine),

@@ -184,7 +184,8 @@ class Catalogue:
                     out["errors"].append(te.error)
                     continue
                 _, added = self.store.add_track(row["path"], row["singer"], str(row.get("song", row["path"])),
-                                                np.asarray(te.starts), te.embeddings, row["sha"], _kind(row), te.track)
+                                                np.asarray(te.starts), te.embeddings, row["sha"], _kind(row), te.track,
+                                                te.query_track)
                 out["enrolled" if added else "skipped"] += 1
                 if on_track is not None:
                     on_track(row["path"], row["singer"])
@@ -241,7 +242,8 @@ class Catalogue:
     def calibrate(self, far: float = 0.05) -> dict:
         """Decision tiers from the real tracks (leave-one-out); `far`: the verification threshold's target rate."""
         gen = self.store.generation()
-        cal = {**calibrate(self.store.track_vectors("real"), far, backend=self.embedder.backend), "generation": gen}
+        cal = {**calibrate(self.store.track_vectors("real"), far, backend=self.embedder.backend,
+                           queries=self.store.query_vectors("real")), "generation": gen}
         self.store.set_meta(calibration=cal)
         return cal
 

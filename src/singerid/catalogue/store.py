@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS tracks (
 );
 INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0');
 """
-COLUMNS = {"sha": "TEXT NOT NULL DEFAULT ''", "kind": "TEXT NOT NULL DEFAULT 'real'"}  # added after version 1
+COLUMNS = {"sha": "TEXT NOT NULL DEFAULT ''", "kind": "TEXT NOT NULL DEFAULT 'real'",  # added after version 1
+           "query_emb": "BLOB"}  # a two-view track's raw reading alone (`embed.two_view_track`), for calibration
 INDEXES = """
 CREATE INDEX IF NOT EXISTS tracks_singer ON tracks(singer);
 CREATE INDEX IF NOT EXISTS tracks_path_singer ON tracks(path, singer);
@@ -102,22 +103,25 @@ class Store:
 
     # tracks -------------------------------------------------------------------------------------------------
     def add_track(self, path: str, singer: str, song: str, starts: np.ndarray, windows: np.ndarray, sha: str = "",
-                  kind: str = "real", track: np.ndarray | None = None) -> tuple[int, bool]:
+                  kind: str = "real", track: np.ndarray | None = None,
+                  query_track: np.ndarray | None = None) -> tuple[int, bool]:
         """Commit one track (its windows [N, D] L2-normalised, and its track-level embedding [D], by default the
-        windows' mean) in one transaction → (id, added). The same content (sha) already enrolled for this singer is
-        not added again: (its id, False)."""
+        windows' mean; with two-view enrolment also `query_track` [D], the reading a query of it would get) in one
+        transaction → (id, added). The same content (sha) already enrolled for this singer is not added again: (its
+        id, False)."""
         emb = windows.mean(axis=0) if track is None else track
         emb = (emb / max(float(np.linalg.norm(emb)), 1e-12)).astype(np.float32)
+        query = None if query_track is None else np.asarray(query_track, np.float32).tobytes()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")  # the duplicate check and the insert as one step across processes
             if sha and (row := self.db.execute("SELECT id FROM tracks WHERE sha = ? AND singer = ?",
                                                (sha, singer)).fetchone()):
                 return int(row[0]), False
             cur = self.db.execute(
-                "INSERT INTO tracks(path, singer, song, n_windows, emb, windows, starts, added, sha, kind) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO tracks(path, singer, song, n_windows, emb, windows, starts, added, sha, kind, query_emb) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (path, singer, song, len(windows), emb.tobytes(), windows.astype(np.float16).tobytes(),
-                 np.asarray(starts, np.float32).tobytes(), time.time(), sha, kind))
+                 np.asarray(starts, np.float32).tobytes(), time.time(), sha, kind, query))
             self.db.execute(BUMP)
         return int(cur.lastrowid), True
 
@@ -157,6 +161,12 @@ class Store:
         dim = int(self.get_meta("dim"))
         q = "SELECT id, singer, path, emb FROM tracks WHERE kind = ? ORDER BY id"
         return [(i, s, p, np.frombuffer(e, np.float32).reshape(1, dim)) for i, s, p, e in self.db.execute(q, (kind,))]
+
+    def query_vectors(self, kind: str = "real") -> dict[int, np.ndarray]:
+        """id → [1, D] the raw reading of each two-view track (none for tracks enrolled with one view)."""
+        dim = int(self.get_meta("dim"))
+        q = "SELECT id, query_emb FROM tracks WHERE kind = ? AND query_emb IS NOT NULL"
+        return {i: np.frombuffer(e, np.float32).reshape(1, dim) for i, e in self.db.execute(q, (kind,))}
 
     def embeddings_of(self, ids: list[int]) -> dict[int, np.ndarray]:
         """Exact track embeddings by id (for re-ranking approximate search results)."""
