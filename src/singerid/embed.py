@@ -158,16 +158,15 @@ def two_view_track(raw: np.ndarray, separated: np.ndarray) -> np.ndarray:
 ENROL_VIEWS = ("auto", "mixture", "mixture+separated")  # auto: mixture+separated for a student, when a separator is there
 
 
-def second_view(embedder: Embedder, views: str = "auto", separate: str = "auto", device: str = "cpu",
-                cache_dir: str | os.PathLike | None = None):
-    """The separator through which a distilled student's enrolment also reads each track (`two_view_track`), or None
-    (one view: any other model, `views="mixture"`, or `auto` with `separate="none"` or without spleeter's weights).
-    Enrolment runs offline, once per track; the queries stay raw, so identification keeps the mixture path's cost."""
+def second_view_name(embedder: Embedder, views: str = "auto", separate: str = "auto") -> str | None:
+    """The separator ("spleeter", "demucs") through which a distilled student's enrolment also reads each track
+    (`two_view_track`), or None: one view (any other model, `views="mixture"`, or `auto` with `separate="none"` or
+    without spleeter's weights). Enrolment runs offline, once per track; the queries stay raw, so identification
+    keeps the mixture path's cost."""
     if views not in ENROL_VIEWS:
         raise ValueError(f"enrolment views must be one of {', '.join(ENROL_VIEWS)}, got {views!r}")
     if views == "mixture" or not getattr(embedder, "reads_mixtures", False) or (views, separate) == ("auto", "none"):
         return None
-    from .separation import load_separator
     from .weights import WeightsMissing, locate
 
     name = separate if separate in ("spleeter", "demucs") else "spleeter"
@@ -179,7 +178,16 @@ def second_view(embedder: Embedder, views: str = "auto", separate: str = "auto",
                 log.info("a student's enrolment reads the mixture only: spleeter weights not fetched")
                 return None
             raise ValueError("enrolment views mixture+separated need spleeter's weights: run `singerid fetch-weights`")
-    return load_separator(name, device, cache_dir)
+    return name
+
+
+def second_view(embedder: Embedder, views: str = "auto", separate: str = "auto", device: str = "cpu",
+                cache_dir: str | os.PathLike | None = None):
+    """`second_view_name`'s separator, loaded (None: one view)."""
+    from .separation import load_separator
+
+    name = second_view_name(embedder, views, separate)
+    return load_separator(name, device, cache_dir) if name else None
 
 
 def iter_track_embeddings(

@@ -48,7 +48,7 @@ class Catalogue:
                enrol_views: str = "auto") -> "Catalogue":
         """Create (or reopen) a catalogue. `enrol_views` (`embed.ENROL_VIEWS`) is fixed at creation: how a distilled
         student enrols each track (raw only, or raw and separated, averaged); reopening with another is refused."""
-        from ..embed import second_view
+        from ..embed import second_view_name
 
         store = Store(folder, create=True)
         new = store.get_meta("backend") is None
@@ -56,13 +56,13 @@ class Catalogue:
             store.set_meta(backend=backend, checkpoint=str(Path(checkpoint).resolve()) if checkpoint else None,
                            separate=separate, index_kind=index_kind, version=1)
         cat = cls(store, device)
-        views = second_view(cat.embedder, enrol_views, separate, device)
-        name = views.name if views is not None else ""
+        name = second_view_name(cat.embedder, enrol_views, separate) or ""
         if new:
             store.set_meta(enrol_also_separated=name)
-            cat._second_view = views
         elif enrol_views != "auto" and name != (store.get_meta("enrol_also_separated") or ""):
-            raise ValueError(f"{folder} enrols {cat._views_in_words()}; its tracks must all be enrolled the same way "
+            had = store.get_meta("enrol_also_separated")
+            views = f"each track raw and separated by {had}" if had else "one view of each track"
+            raise ValueError(f"{folder} enrols {views}; its tracks must all be enrolled the same way "
                              "(leave --enrol-views out, or enrol into a new catalogue)")
         store.set_meta(dim=cat.embedder.dim)
         if store.get_meta("model") is None:
@@ -129,10 +129,6 @@ class Catalogue:
         if self._embedder is None:
             self._embedder = self._enrolling_embedder()
         return self._embedder
-
-    def _views_in_words(self) -> str:
-        name = self.store.get_meta("enrol_also_separated")
-        return f"each track raw and separated by {name}" if name else "one view of each track"
 
     @property
     def second_view(self):

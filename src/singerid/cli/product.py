@@ -110,7 +110,8 @@ def cmd_enroll(a) -> int:
                        on_track=(lambda p, s: print(f"enrolled {s}: {p}", flush=True)) if a.verbose else None)
     cal = cat.calibrate(a.far)
     print(f"{a.catalogue}: enrolled {r['enrolled']} track(s), {r['skipped']} already there, {len(r['errors'])} unreadable "
-          f"(each reported above); {len(cat.singers())} singers, {cat.store.count()} tracks")
+          f"(each reported above); {len(cat.singers())} singers, {cat.store.count()} tracks"
+          + ("; each track read raw and separated, queries raw" if cat.second_view is not None else ""))
     for t in cal.get("tiers") or []:
         print(f"  {t['tier']:8s} (score >= {t['threshold']:.3f}): {_in_words(t['far'], t['n_unknown'])}; names "
               f"{100 * t['accept_real']:.0f} % of held-out real tracks right")
