@@ -49,7 +49,7 @@ def child(folder: str, track: str, separate: str, threads: int | None) -> None:
     ckpt = separate.split("=", 1)[1] if separate.startswith("checkpoint=") else None  # e.g. a distilled student
     separate = "none" if ckpt else separate
     cat = Catalogue.create(Path(folder) / f"cat-{separate}{'-ckpt' if ckpt else ''}", backend="voice", checkpoint=ckpt,
-                           separate=separate)
+                           separate=separate, enrol_views="mixture+separated" if ckpt else "auto")  # a student's default
     cat.enroll(load_tracks(Path(folder) / "data" / "tracks.csv"), progress=False)
     if cat.separator is not None:
         cat.separator.cache_dir = None  # measure the separation, not a cache
