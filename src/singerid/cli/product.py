@@ -95,9 +95,10 @@ def cmd_enroll(a) -> int:
 
     tracks = load_table(a.tracks, a)  # --separate given: enrol the given stems; queries are separated (auto)
     separate = "auto" if a.separate == "given" else a.separate
-    cat = Catalogue.create(a.catalogue, a.backend or "voice", a.checkpoint, separate, a.index, a.device, a.enrol_views)
-    if a.ray and cat.second_view is not None:
-        raise ValueError("--ray enrols one view of each track: create the catalogue with --enrol-views mixture")
+    if a.ray and a.enrol_views == "mixture+separated":
+        raise ValueError("--ray enrols one view of each track (a student: the raw mixture); leave --enrol-views out")
+    views = "mixture" if a.ray else a.enrol_views
+    cat = Catalogue.create(a.catalogue, a.backend or "voice", a.checkpoint, separate, a.index, a.device, views)
     if a.ray:
         from ..distributed import ray_embed, read_shards
 
