@@ -410,6 +410,27 @@ def test_a_student_enrols_each_track_raw_and_separated_and_is_queried_raw(synth_
         assert json.loads((tmp_path / "r.json").read_text())["enrol_views"] == recorded
 
 
+def test_enroll_cli_reads_a_students_tracks_both_ways_by_default(synth_catalogue, student, tmp_path, capsys):
+    try:
+        locate("spleeter")
+    except WeightsMissing:
+        pytest.skip("spleeter weights not fetched (singerid fetch-weights)")
+    _tracks(synth_catalogue, [0]).to_csv(tmp_path / "t.csv", index=False)
+    args = ["enroll", str(tmp_path / "t.csv"), "--checkpoint", str(student), "--workers", "0"]
+    assert main(args + ["--catalogue", str(tmp_path / "cat")]) == 0
+    assert "each track read raw and separated" in capsys.readouterr().out
+    cat = Catalogue.open(tmp_path / "cat")
+    assert cat.store.get_meta("enrol_also_separated") == "spleeter" and len(cat.store.query_vectors())
+    cat.close()
+    assert main(args + ["--catalogue", str(tmp_path / "one"), "--enrol-views", "mixture"]) == 0
+    cat = Catalogue.open(tmp_path / "one")
+    assert cat.second_view is None and not cat.store.query_vectors()
+    cat.close()
+    assert main(args + ["--catalogue", str(tmp_path / "one"), "--enrol-views", "mixture+separated"]) == 2  # fixed
+    assert main(args + ["--catalogue", str(tmp_path / "ray"), "--ray", "--enrol-views", "mixture+separated"]) == 2
+    assert not (tmp_path / "ray").exists()  # refused before anything was written
+
+
 def test_enrolment_views_need_a_separator_only_when_asked(student, teacher, monkeypatch):
     from singerid import weights
 
