@@ -565,6 +565,48 @@ def test_a_pre_net_starts_as_the_identity_trains_and_is_rebuilt_from_the_checkpo
         assert not torch.equal(student.encode(wave), teacher.encode(wave))
 
 
+def test_the_frame_term_teaches_every_frame_of_the_voiced_units(synth_catalogue, tmp_path):
+    """`--distill-frames`: the top LSTM layer's output at each of a voiced unit's 160 frames, student on the mixture
+    against teacher on the clean vocal; zero for identical frames, only the voiced units counted, Adam steps lower
+    it; an encoder without frames (AST) is refused."""
+    from singerid.models import get_config
+    from singerid.train.distill import frame_loss, units
+
+    cfg = get_config("voice")
+    cfg.pretrained = None  # random GE2E weights: no fetched wheel needed
+    t_model = create_model(cfg, seed=0).eval()
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 51200)).astype(np.float32) * 0.1)
+    with torch.no_grad():
+        emb, raw, seq = units(t_model, wave, frames=True)
+        assert seq.shape[:3] == (2, emb.shape[1], 160) and torch.allclose(emb, units(t_model, wave)[0])
+    active = torch.zeros(emb.shape[:2], dtype=torch.bool)
+    assert float(frame_loss(seq, seq, active | True)) < 1e-6
+    other = seq.clone()
+    other[1] = -other[1]  # only window 1 differs: invisible while its units are silent
+    active[0] = True
+    assert float(frame_loss(other, seq, active)) < 1e-6
+    assert float(frame_loss(other, seq, active | True)) > 0.5
+    with pytest.raises(ValueError, match="GE2E"):
+        units(create_model("tiny", seed=0), wave, frames=True)
+
+    save_model(tmp_path / "teacher", t_model, {"note": "test GE2E teacher"})
+    t_model, _, _ = load_teacher(str(tmp_path / "teacher"))
+    s_model = copy.deepcopy(t_model).requires_grad_(True).train()
+    vocals, insts = _pool(synth_catalogue)
+    tcfg = resolve(TrainConfig(manifest=str(synth_catalogue), out="unused", mode="distill", model="voice",
+                               teacher=str(tmp_path / "teacher"), distill_frames=1.0, distill_nce=0.0))
+    batch = DistillBatches(vocals, insts, batch=4, seed=0, steps=1, seconds=3.2, vda_db=(-6.0, -6.0))[0]
+    opt = torch.optim.Adam(s_model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(6):
+        res = step_loss(s_model, t_model, batch, tcfg)
+        opt.zero_grad()
+        res["loss"].backward()
+        opt.step()
+        losses.append(float(res["frame_loss"].detach()))
+    assert losses[0] > 0 and losses[-1] < losses[0], losses
+
+
 def _another_seed(student: Path, out: Path, scale: float = 0.05) -> Path:
     """A copy of the student's checkpoint with every float weight moved a little: another run of the same recipe."""
     import shutil

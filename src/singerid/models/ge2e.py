@@ -122,17 +122,20 @@ class GE2EEncoder(nn.Module):
         self.linear = nn.Linear(hidden, embed_dim)
         self.batch_partials = batch_partials
 
-    def embed_partials(self, mels: Tensor) -> Tensor:
-        """[N, 160, 40] mel partials → [N, 256] L2-normalised (ReLU then norm, as trained)."""
-        out = []
+    def embed_partials(self, mels: Tensor, frames: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """[N, 160, 40] mel partials → [N, 256] L2-normalised (ReLU then norm, as trained); with `frames`, also the
+        top LSTM layer's output at every frame, [N, 160, 256] (what a distilled student is taught frame by frame)."""
+        out, seqs = [], []
         for i in range(0, len(mels), self.batch_partials):
-            _, (h, _) = self.lstm(mels[i : i + self.batch_partials])
+            seq, (h, _) = self.lstm(mels[i : i + self.batch_partials])
             out.append(F.normalize(F.relu(self.linear(h[-1])), dim=-1))
-        return torch.cat(out)
+            seqs.append(seq)
+        return (torch.cat(out), torch.cat(seqs)) if frames else torch.cat(out)
 
-    def partials(self, wave: Tensor) -> Tensor:
-        """[B, T] → [B, P, 256]: the wave is zero-padded to cover its last partial, as Resemblyzer does."""
-        return self.mel_partials(self.features(pad_to_partials(wave)), wave.shape[-1])
+    def partials(self, wave: Tensor, frames: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """[B, T] → [B, P, 256]: the wave is zero-padded to cover its last partial, as Resemblyzer does. With
+        `frames`, also the top LSTM layer's frame outputs, [B, P, 160, 256]."""
+        return self.mel_partials(self.features(pad_to_partials(wave)), wave.shape[-1], frames)
 
     def features(self, wave: Tensor) -> Tensor:
         """[B, T] → [B, frames, 40] what the LSTM reads: the mel power, gated by the pre-net when there is one."""
@@ -140,11 +143,16 @@ class GE2EEncoder(nn.Module):
         mel = self.mel.to_mel(power)
         return mel if self.prenet is None else mel * self.prenet(power)
 
-    def mel_partials(self, mel: Tensor, n_samples: int) -> Tensor:
-        """[B, frames, 40] mel power of a padded `n_samples` wave → [B, P, 256] its partials' embeddings."""
+    def mel_partials(self, mel: Tensor, n_samples: int, frames: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """[B, frames, 40] mel power of a padded `n_samples` wave → [B, P, 256] its partials' embeddings (and, with
+        `frames`, the top LSTM layer's frame outputs [B, P, 160, 256])."""
         starts = partial_starts(n_samples)
         parts = torch.stack([mel[:, s : s + PARTIAL] for s in starts], dim=1)  # [B, P, 160, 40]
-        return self.embed_partials(parts.reshape(-1, PARTIAL, N_MELS)).reshape(len(mel), len(starts), -1)
+        shape = (len(mel), len(starts))
+        if not frames:
+            return self.embed_partials(parts.reshape(-1, PARTIAL, N_MELS)).reshape(*shape, -1)
+        emb, seq = self.embed_partials(parts.reshape(-1, PARTIAL, N_MELS), frames=True)
+        return emb.reshape(*shape, -1), seq.reshape(*shape, PARTIAL, -1)
 
     def forward(self, wave: Tensor) -> Tensor:
         return F.normalize(self.partials(wave).mean(dim=1), dim=-1)

@@ -11,7 +11,8 @@ batch's other windows' — cosine alone let the student drift towards the direct
 them apart, measured on the dev folds); units without voice are taught the teacher's mean voice (`distill_gaps`);
 optionally the singer-level NT-Xent on the student's mixture projections (`distill_contrastive` > 0: the batch is then
 made of same-singer pairs from two songs), and a neighbourhood term over a bank of earlier teacher units
-(`distill_bank` > 0: the student must rank the other voices as the teacher does). Vocals beyond the table's can be
+(`distill_bank` > 0: the student must rank the other voices as the teacher does), and the top LSTM layer's output
+at every frame of the voiced units (`distill_frames` > 0, GE2E). Vocals beyond the table's can be
 added (`distill_vocals`: e.g. vocals separated from releases). The target holds no accompaniment, so the instrumental shortcut of the
 paper's Mixture model (its Fig. 4) earns nothing.
 
@@ -237,13 +238,16 @@ class DistillBatches(Dataset):
 
 
 # ---------------------------------------------------------------------------------------------------- loss
-def units(model, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def units(model, wave: torch.Tensor, frames: bool = False) -> tuple[torch.Tensor, ...]:
     """wave [B, T] → (unit embeddings [B, U, D], the window's raw embedding [B, D] the projector reads). GE2E: its
-    1.6-s partials (L2-normalised; the window embedding is their normalised mean); others: the window itself (U = 1)."""
+    1.6-s partials (L2-normalised; the window embedding is their normalised mean); others: the window itself (U = 1).
+    With `frames` (GE2E only), a third item: the top LSTM layer's output at every frame of every unit, [B, U, F, H]."""
     enc = model.encoder
     if hasattr(enc, "partials"):
-        parts = enc.partials(model.frontend(wave))
-        return parts, F.normalize(parts.mean(dim=1), dim=-1)
+        parts, *seq = enc.partials(model.frontend(wave), frames=True) if frames else (enc.partials(model.frontend(wave)),)
+        return (parts, F.normalize(parts.mean(dim=1), dim=-1), *seq)
+    if frames:
+        raise ValueError("frame-level distillation (distill_frames) needs a GE2E encoder (--config voice)")
     raw = model.encode(wave)
     return raw[:, None], raw
 
@@ -283,6 +287,15 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, active: torch.Ten
     loss = sum(terms[k] for k in (("cosine", "mse") if kind == "both" else (kind,)))
     wa = active.float() / active.float().sum().clamp_min(1.0)
     return {"distill_loss": (loss * w).sum(), "cosine": (cos.detach() * wa).sum()}
+
+
+def frame_loss(student: torch.Tensor, teacher: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """The top LSTM layer's frame outputs [B, U, F, H] of the student (mixture) and the teacher (clean vocal), the
+    voiced units [B, U] → mean 1 − cos over every frame of the voiced units: the student must carry its teacher's
+    running state through the whole partial, not only land on its last frame's embedding (a FitNets-style hint; 160
+    targets per unit instead of one)."""
+    cos = F.cosine_similarity(student[active], teacher[active], dim=-1, eps=1e-6)  # [N, F]
+    return (1 - cos).mean() if len(cos) else student.sum() * 0.0
 
 
 def backend_map(backend, device="cpu"):
@@ -336,16 +349,21 @@ def neighbour_loss(student: torch.Tensor, teacher: torch.Tensor, bank: torch.Ten
 
 def step_loss(student, teacher, batch: dict, cfg, gap_target: torch.Tensor | None = None, project=None,
               bank: TeacherBank | None = None) -> dict:
-    """One batch → {"loss", "distill_loss", "cosine", ("nce_loss"), ("neighbour_loss"), ("contrastive_loss")};
+    """One batch → {"loss", "distill_loss", "cosine", ("frame_loss"), ("nce_loss"), ("neighbour_loss"),
+    ("contrastive_loss")}; with `cfg.distill_frames` > 0, the top LSTM layer's frames of the voiced units (weight);
     `project`: the voiced units are compared after the teacher's scoring backend (`backend_map`), in the distillation
     and contrastive terms. With a `bank` (`cfg.distill_bank` > 0), the neighbourhood term over it (weight 1), then
     this batch's voiced teacher units join the bank."""
-    s_units, s_raw = units(student, batch["mixture"])
+    hint = cfg.distill_frames > 0
+    s_units, s_raw, *s_seq = units(student, batch["mixture"], frames=hint)
     with torch.no_grad():
-        t_units, _ = units(teacher, batch["vocal"])
+        t_units, _, *t_seq = units(teacher, batch["vocal"], frames=hint)
     active = unit_activity(batch["vocal"], s_units.shape[1])
     res = distill_loss(s_units, t_units, active, cfg.distill_loss, gap_target, project)
     res["loss"] = res["distill_loss"]
+    if hint:
+        res["frame_loss"] = frame_loss(s_seq[0], t_seq[0], active)
+        res["loss"] = res["loss"] + cfg.distill_frames * res["frame_loss"]
     # the units the relational terms compare, in the space asked (a batch of silent draws has none)
     s_cmp, t_cmp = (project(s_units), project(t_units)) if project else (s_units, t_units)
     if cfg.distill_nce > 0 and active.any():

@@ -177,7 +177,7 @@ def distill(cfg) -> Path:
                           "gaps": cfg.distill_gaps, "contrastive_weight": cfg.distill_contrastive,
                           "clean_share": cfg.distill_clean, "stretch": cfg.distill_stretch,
                           "vocal_stretch": cfg.distill_vocal_stretch, "more_vocals": cfg.distill_vocals,
-                          "bank": cfg.distill_bank,
+                          "bank": cfg.distill_bank, "frames_weight": cfg.distill_frames,
                           "space": cfg.distill_space}}
 
     def save(folder: Path, extra: dict, state: bool) -> None:
