@@ -466,15 +466,32 @@ def test_a_backend_refitted_on_the_student_still_reads_mixtures(student, synth_c
                  "--separate", "none", "--asnorm-k", "2", "--workers", "0"]) == 0
     emb = ModelEmbedder.from_checkpoint(out, "cpu")
     assert emb.reads_mixtures and emb.space != ModelEmbedder.from_checkpoint(student, "cpu").space
+    # the remixes also read through spleeter, as a two-view catalogue enrols: twice the remixed rows
+    insts = tmp_path / "insts.csv"
+    t = pd.read_csv(synth_catalogue)
+    pd.DataFrame({"path": [str(Path(synth_catalogue).parent / p) for p in t["accompaniment_path"]],
+                  "singer": "", "stem": "instrumental"}).to_csv(insts, index=False)
+    n = {}
+    for views in ("mixture", "mixture+separated"):
+        assert main(["fit-scoring", "--manifest", str(synth_catalogue), "--checkpoint", str(student), "--out",
+                     str(tmp_path / views), "--instrumentals", str(insts), "--enrol-views", views,
+                     "--asnorm-k", "2", "--workers", "0"]) == 0
+        n[views] = ScoringBackend.load(tmp_path / views).info["n"]
+    plain = ScoringBackend.load(out).info["n"]
+    assert n["mixture+separated"] - n["mixture"] == n["mixture"] - plain > 0
 
 
 def test_distill_can_refit_the_backend_on_the_students_own_unseparated_views(synth_catalogue, teacher, tmp_path,
                                                                             monkeypatch):
-    """`--scoring wccn` in distill: the student's backend is fitted on its own views (remixes unseparated: no
-    separator is loaded), so it leaves its teacher's space; `teacher` is refused outside distill."""
+    """`--scoring wccn` in distill: the student's backend is fitted on its own views (remixes read raw, and through
+    the second view its catalogues enrol with: asked for as `auto`, here declined), so it leaves its teacher's space;
+    `teacher` is refused outside distill."""
+    import singerid.embed
     import singerid.separation
 
+    asked = []
     monkeypatch.setattr(singerid.separation, "load_separator", lambda *a, **k: pytest.fail("separator loaded"))
+    monkeypatch.setattr(singerid.embed, "second_view", lambda emb, views, separate, *a: asked.append((views, separate)))
     t = pd.read_csv(synth_catalogue)
     insts = tmp_path / "insts.csv"
     pd.DataFrame({"path": [str(Path(synth_catalogue).parent / p) for p in t["accompaniment_path"]],
@@ -484,7 +501,7 @@ def test_distill_can_refit_the_backend_on_the_students_own_unseparated_views(syn
                             num_workers=0, device="cpu", instrumentals=str(insts), val_instrumentals=2,
                             scoring="wccn", asnorm_k=2))
     meta = json.loads((out / "best" / "config.json").read_text())
-    assert meta["input"] == "mixture" and "embedding_space" not in meta
+    assert meta["input"] == "mixture" and "embedding_space" not in meta and asked == [("auto", "auto")]
     refit, carried = ScoringBackend.load(out / "best"), ScoringBackend.load(teacher)
     assert refit.info["classes"] == len(set(load_tracks(synth_catalogue)["singer"]))
     assert refit.info["n"] != carried.info["n"] == 60  # fitted here, not the teacher's (60 random vectors) carried

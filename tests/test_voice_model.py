@@ -218,14 +218,22 @@ def test_backend_fits_on_remixed_views_too(synth_catalogue):
                                 remixes=3)
     assert thrice.info["n"] > 3.5 * plain.info["n"] and thrice.info["classes"] == 3
 
-    class _Refuses(_KeepAll):
-        def separate(self, wave):
-            raise AssertionError("a student's remixed views were separated")
+    class _Counts(_KeepAll):
+        calls = 0
 
-        separate_windows = separate
+        def separate_windows(self, wave, starts, seconds, context=1.0):
+            self.calls += 1
+            return super().separate_windows(wave, starts, seconds, context)
+
+        def separate(self, wave):
+            self.calls += 1
+            return super().separate(wave)
 
     student = load_embedder("voice")
-    student.reads_mixtures = True  # a distilled student: remixes reach it as releases do, unseparated
-    for sep in (None, _Refuses()):
-        assert recipe.fit_backend(student, tracks, progress=False, workers=0, instrumentals=insts,
-                                  separator=sep).info["n"] == remixed.info["n"]
+    student.reads_mixtures = True  # a distilled student: remixes reach it as queries do, unseparated
+    raw = recipe.fit_backend(student, tracks, progress=False, workers=0, instrumentals=insts)
+    assert raw.info["n"] == remixed.info["n"]
+    second = _Counts()  # and through its catalogue's second view: the same remixes read twice
+    both = recipe.fit_backend(student, tracks, progress=False, workers=0, instrumentals=insts, separator=second)
+    assert second.calls == len(recipe.backend_rows(tracks, True))
+    assert both.info["n"] == 2 * remixed.info["n"] - plain.info["n"]

@@ -218,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="separation of the remixed views (default: spleeter)")
     g.add_argument("--remixes", type=int, default=1, metavar="N",
                    help="remixed views per row, each onto another instrumental draw (default: 1)")
+    g.add_argument("--enrol-views", choices=["auto", "mixture", "mixture+separated"], default="auto",
+                   help="a distilled student: read the remixed views raw only (mixture), or also through --separate "
+                        "as its two-view catalogues enrol (mixture+separated); auto (default): both when spleeter's "
+                        "weights are fetched")
     g.add_argument("--asnorm-k", type=int, default=10,
                    help="AS-norm against the training singers: top-k cohort scores (0: cosine scores; default: 10)")
 

@@ -155,8 +155,9 @@ def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool
     """Embed the table's singing rows (windows and track embeddings, before any backend) → a fitted ScoringBackend.
     With `instrumentals` (rows with a path) and a `separator`, each row is also remixed onto them and separated
     again, labelled with its singer: the backend then damps what remixing and separation change. A distilled student
-    (`reads_mixtures`) gets the remixes unseparated, as it reads releases; no separator is needed or used.
-    `remixes`: remixed views per row (each onto another instrumental draw)."""
+    (`reads_mixtures`) reads the remixes unseparated, as it reads queries; with a `separator` it reads them through it
+    as well (a two-view catalogue's second reading, `embed.second_view`), so the backend also damps what tells the
+    catalogue's readings from the queries'. `remixes`: remixed views per row (each onto another instrumental draw)."""
     from ..eval.cache import embed_files
     from ..models.backend import BackendConfig, ScoringBackend
 
@@ -168,9 +169,9 @@ def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool
     student = getattr(embedder, "reads_mixtures", False)  # a distilled student reads the remix itself, unseparated
     remix = instrumentals is not None and (separator is not None or student)
     waves = decode_instrumentals(instrumentals) if remix else []
-    if waves:
-        views += remixed_embeddings(plain, list(rows["path"]), waves, None if student else separator, progress=progress,
-                                    remixes=remixes)
+    readings = ([None] + ([separator] if separator is not None else [])) if student else [separator]
+    for sep in readings if waves else []:  # a student's readings of the same remixes: raw, then separated
+        views += remixed_embeddings(plain, list(rows["path"]), waves, sep, progress=progress, remixes=remixes)
         labels += [s for s in rows["singer"] for _ in range(remixes)]
     x, y = [], []
     for v, singer in zip(views, labels):
@@ -184,7 +185,7 @@ def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool
 def fit_run_backend(out: Path, tracks: pd.DataFrame, cfg) -> None:
     """Fit the scoring backend with the run's chosen checkpoint (on its table, remixed onto the run's instrumentals:
     separated again, or as they are for a distilled student) and store it in that checkpoint folder."""
-    from ..embed import ModelEmbedder
+    from ..embed import ModelEmbedder, second_view
     from ..models import load_model, resolve_checkpoint
     from ..models.identity import reads_mixtures
     from ..separation import load_separator
@@ -193,8 +194,11 @@ def fit_run_backend(out: Path, tracks: pd.DataFrame, cfg) -> None:
     folder = resolve_checkpoint(out)
     student = reads_mixtures(folder)
     insts = instrumental_table(cfg.instrumentals, tracks)
-    sep = load_separator("spleeter", cfg.device, home() / "separated") if len(insts) and not student else None
     emb = ModelEmbedder(load_model(folder), f"checkpoint:{out.name}", reads_mixtures=student)
+    cache = home() / "separated"
+    # a student: its remixes read raw and, as its catalogues enrol by default, through spleeter too
+    sep = (second_view(emb, "auto", "auto", cfg.device, cache) if student
+           else load_separator("spleeter", cfg.device, cache)) if len(insts) else None
     backend = fit_backend(emb, tracks, cfg.scoring, cfg.clones, instrumentals=insts, separator=sep,
                           asnorm_k=cfg.asnorm_k)
     backend.save(folder)
