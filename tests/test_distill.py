@@ -582,41 +582,6 @@ def test_a_pre_net_starts_as_the_identity_trains_and_is_rebuilt_from_the_checkpo
         assert not torch.equal(student.encode(wave), teacher.encode(wave))
 
 
-def test_a_separated_target_has_the_teacher_read_the_separators_vocal_of_each_mixture(synth_catalogue, teacher,
-                                                                                       monkeypatch):
-    """`--distill-target spleeter`: each accompanied example's target is the separator's vocal of its mixture
-    (loaded once, where the batches are made), an unaccompanied one keeps its clean vocal, and the teacher reads the
-    target: a student identical to its teacher, whose 'separator' returns the mixture, matches it exactly."""
-    import singerid.separation
-
-    loads = []
-
-    class _Echo:  # returns the mixture itself (a separator that removes nothing)
-        def separate_windows(self, wave, starts, seconds, context=1.0):
-            assert starts == [0.0] and context == 0.0 and seconds * 16000 == pytest.approx(len(wave))
-            return 0.5 * wave[None]
-
-    monkeypatch.setattr(singerid.separation, "load_separator", lambda name, *a, **k: loads.append(name) or _Echo())
-    vocals, insts = _pool(synth_catalogue)
-    ds = DistillBatches(vocals, insts, batch=8, seed=0, steps=2, seconds=6.0, clean=0.5, target="spleeter")
-    b = ds[0]
-    mixed = torch.isfinite(b["vda"])
-    assert 0 < int(mixed.sum()) < 8 and loads == ["spleeter"]
-    peak = b["mixture"].abs().amax(-1, keepdim=True)
-    torch.testing.assert_close(b["target"][mixed], (b["mixture"] / peak)[mixed])
-    torch.testing.assert_close(b["target"][~mixed], b["vocal"][~mixed])
-    ds[1]
-    assert loads == ["spleeter"]  # loaded once
-    assert "target" not in DistillBatches(vocals, insts, batch=2, seed=0, steps=1, seconds=6.0)[0]
-    cfg = resolve(TrainConfig(manifest=str(synth_catalogue), out="unused", mode="distill", model="tiny",
-                              teacher=str(teacher), distill_nce=0.0, distill_gaps="skip"))
-    t_model, _, _ = load_teacher(str(teacher))
-    same = copy.deepcopy(t_model)
-    b["mixture"] = b["mixture"] / peak  # what the teacher reads for the accompanied ones
-    assert float(step_loss(same, t_model, b, cfg)["distill_loss"]) < 1e-5
-    assert float(step_loss(same, t_model, {k: v for k, v in b.items() if k != "target"}, cfg)["distill_loss"]) > 1e-3
-
-
 def test_the_frame_term_teaches_every_frame_of_the_voiced_units(synth_catalogue, tmp_path):
     """`--distill-frames`: the top LSTM layer's output at each of a voiced unit's 160 frames, student on the mixture
     against teacher on the clean vocal; zero for identical frames, only the voiced units counted, Adam steps lower

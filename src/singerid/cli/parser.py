@@ -108,9 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distill: keep the teacher's last N voiced clean-vocal units; each mixture unit's similarities "
                         "to them must match its clean vocal's (a softmax KL, weight 1): the student ranks the other "
                         "voices as the teacher does (e.g. 2048; default: 0, off)")
-    t.add_argument("--distill-target", choices=["vocal", "spleeter", "demucs"], default="vocal",
-                   help="distill: what the teacher reads: the clean vocal (default), or that separator's vocal of the "
-                        "mixture (the student then learns the separation pipeline's reading)")
     t.add_argument("--distill-frames", type=float, default=0.0, metavar="W",
                    help="distill: weight of a frame-level term: the student's top LSTM layer must match the teacher's "
                         "at every frame of each voiced 1.6-s unit (1 - cos; GE2E students; e.g. 1; default: 0, off)")

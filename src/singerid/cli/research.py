@@ -29,7 +29,6 @@ def cmd_train(a) -> int:
         distill_vocal_stretch=tuple(a.distill_vocal_stretch) if a.distill_vocal_stretch else None,
         distill_prenet=a.distill_prenet, distill_vocals=tuple(a.distill_vocals) if a.distill_vocals else None,
         distill_bank=a.distill_bank, distill_frames=a.distill_frames,
-        distill_target=a.distill_target,
         val_instrumentals=a.val_instrumentals,
     )
     out = train(cfg)

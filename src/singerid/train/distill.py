@@ -145,8 +145,7 @@ def _rms(x: np.ndarray) -> float:
 
 
 class DistillBatches(Dataset):
-    """Index = step → {"mixture" [B, T], "vocal" [B, T], "accompaniment" [B, T], "vda" [B], "singers" [B],
-    ("target" [B, T])}.
+    """Index = step → {"mixture" [B, T], "vocal" [B, T], "accompaniment" [B, T], "vda" [B], "singers" [B]}.
 
     `vocal` is the clean window the teacher reads (peak-normalised; with `vocal_stretch`, resampled by a factor drawn in
     that range: a voice of another pitch and timbre, which teacher and student both hear, so the label-free term
@@ -154,15 +153,12 @@ class DistillBatches(Dataset):
     instrumental window, resampled by a factor in `stretch` when given, scaled to a VDA drawn in `vda_db`; with
     probability `clean`, no accompaniment: VDA +inf, so the student keeps the teacher's clean voices), augmented when
     an augmenter is given, peak-normalised; `accompaniment` is the instrumental part at the mixture's scale (before any augmentation). A pure function of
-    (seed, step). With `pairs` (a vocal-mode PairBatches), views 2i and 2i+1 are two songs of one singer. With
-    `target` (a separator's name), `target` is that separator's vocal of each mixture: what the teacher then reads
-    instead of the clean vocal (the student learns the separation pipeline's reading, not the oracle's)."""
+    (seed, step). With `pairs` (a vocal-mode PairBatches), views 2i and 2i+1 are two songs of one singer."""
 
     def __init__(self, vocals: list[tuple[str, str, float]], instrumentals: list[tuple[str, float]], batch: int,
                  seed: int, steps: int, seconds: float, vda_db: tuple[float, float] = (-6.0, 12.0),
                  sample_rate: int = 16000, augment=None, pairs: PairBatches | None = None, clean: float = 0.0,
-                 stretch: tuple[float, float] | None = None, vocal_stretch: tuple[float, float] | None = None,
-                 target: str | None = None):
+                 stretch: tuple[float, float] | None = None, vocal_stretch: tuple[float, float] | None = None):
         if vocal_stretch and pairs is not None:
             raise ValueError("a vocal stretch changes the voice: it cannot be combined with same-singer pairs "
                              "(--distill-contrastive)")
@@ -172,21 +168,6 @@ class DistillBatches(Dataset):
         w = np.array([d for _, _, d in vocals], float)
         self.weights = w / w.sum()  # a file is drawn in proportion to its length
         self.durations = {p: d for p, _, d in vocals}
-        self.target, self._separator = target, None  # a separator's name: loaded on first use, in the worker
-
-    def separated(self, mixtures: np.ndarray, vdas: list[float], vocals: np.ndarray) -> np.ndarray:
-        """[B, T] mixtures → [B, T] the `target` separator's vocal of each (peak-normalised); an unaccompanied
-        example keeps its clean vocal (nothing to separate)."""
-        if self._separator is None:
-            from ..separation import load_separator
-
-            self._separator = load_separator(self.target, "cpu")
-        out = vocals.copy()
-        for i, (m, vda) in enumerate(zip(mixtures, vdas)):
-            if np.isfinite(vda):
-                y = self._separator.separate_windows(m, [0.0], len(m) / self.sr, context=0.0)[0]
-                out[i] = y / max(float(np.abs(y).max()), 1e-8)
-        return out
 
     def __len__(self) -> int:
         return self.steps
@@ -205,9 +186,6 @@ class DistillBatches(Dataset):
         items = [self.example(path, segs, rng) for path, _, segs in plan]
         out = {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in ("mixture", "vocal", "accompaniment")}
         out["vda"] = torch.tensor([it["vda"] for it in items], dtype=torch.float32)
-        if self.target:
-            out["target"] = torch.from_numpy(self.separated(out["mixture"].numpy(), [it["vda"] for it in items],
-                                                            out["vocal"].numpy()))
         out["singers"] = [s for _, s, _ in plan]
         return out
 
@@ -378,8 +356,8 @@ def step_loss(student, teacher, batch: dict, cfg, gap_target: torch.Tensor | Non
     this batch's voiced teacher units join the bank."""
     hint = cfg.distill_frames > 0
     s_units, s_raw, *s_seq = units(student, batch["mixture"], frames=hint)
-    with torch.no_grad():  # the teacher reads the clean vocal, or the separated mixture (`distill_target`)
-        t_units, _, *t_seq = units(teacher, batch.get("target", batch["vocal"]), frames=hint)
+    with torch.no_grad():
+        t_units, _, *t_seq = units(teacher, batch["vocal"], frames=hint)
     active = unit_activity(batch["vocal"], s_units.shape[1])
     res = distill_loss(s_units, t_units, active, cfg.distill_loss, gap_target, project)
     res["loss"] = res["distill_loss"]

@@ -85,8 +85,7 @@ def _datasets(cfg, tracks: pd.DataFrame, sr: int) -> tuple[DistillBatches, Disti
     n = 2 * cfg.batch_pairs
     train_ds = DistillBatches(vocals, train_i, n, cfg.seed, total, cfg.seconds, cfg.vda, sr, aug, pairs,
                               clean=cfg.distill_clean, stretch=cfg.distill_stretch,
-                              vocal_stretch=cfg.distill_vocal_stretch,
-                              target=None if cfg.distill_target == "vocal" else cfg.distill_target)
+                              vocal_stretch=cfg.distill_vocal_stretch)
     val_ds = DistillBatches(vocals, val_i, n, cfg.seed + 1_000_003, cfg.val_steps, cfg.seconds, cfg.vda, sr)
     info = {"vocal_stems": len(vocals), "vocal_hours": round(sum(d for _, _, d in vocals) / 3600, 2),
             "instrumentals_train": [p for p, _ in train_i],
@@ -179,7 +178,6 @@ def distill(cfg) -> Path:
                           "clean_share": cfg.distill_clean, "stretch": cfg.distill_stretch,
                           "vocal_stretch": cfg.distill_vocal_stretch, "more_vocals": cfg.distill_vocals,
                           "bank": cfg.distill_bank, "frames_weight": cfg.distill_frames,
-                          "target": cfg.distill_target,
                           "space": cfg.distill_space}}
 
     def save(folder: Path, extra: dict, state: bool) -> None:

@@ -89,7 +89,6 @@ class TrainConfig:
     distill_stretch: tuple[float, float] | None = None  # instrumentals resampled by a factor in this range (None: off)
     distill_vocal_stretch: tuple[float, float] | None = None  # vocals resampled so (new voices; None: off)
     distill_bank: int = 0  # teacher units kept from earlier batches for the neighbourhood term (0: off)
-    distill_target: str = "vocal"  # what the teacher reads: the clean vocal, or a separator's vocal of the mixture
     distill_frames: float = 0.0  # weight of the frame-level term: the top LSTM layer's outputs of voiced units (0: off)
     distill_vocals: tuple[str, ...] | None = None  # more vocal stems (tables / folders) for the label-free terms
     distill_prenet: int = 0  # channels of a zero-initialised mel gate added in front of the student (0: none)
