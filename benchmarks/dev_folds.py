@@ -12,7 +12,8 @@ table: WCCN on its tracks and their remixes onto --instrumentals separated again
 training singers), `adapted` (`singerid train --config voice --mode vocal` on the fold's table: the recipe), and the peer
 (Resemblyzer's own embed_utterance, from benchmarks/peer_resemblyzer.py's --json), plus any `--extra NAME=ARGS`.
 `NAME+refit` (after NAME) keeps NAME's encoder and refits the scoring backend on it (`singerid fit-scoring
---checkpoint`: its own embeddings of the training table and of its remixes, unseparated for a distilled student);
+--checkpoint`: its own embeddings of the training table and of its remixes; a distilled student reads them raw and
+through Spleeter, as its catalogue does, or raw only with `NAME+refitLABEL=--enrol-views mixture`);
 `NAME+refitLABEL=ARGS` passes ARGS to that fit-scoring (e.g. `student10+refit3=--remixes 3`).
 Every system is scored with Spleeter in front, except `NAME@none` (e.g. `voice@none`) and checkpoints that read raw
 mixtures (a distilled student, `--mode distill`), which are scored on the raw audio; such a student enrols each track
