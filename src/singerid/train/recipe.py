@@ -166,7 +166,7 @@ def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool
     views = [(w.emb, w.track) if w.error is None and len(w.emb) and w.track is not None else None
              for w in embed_files(plain, list(rows["path"]), None, workers=workers, progress=progress, vad=None)]
     labels = list(rows["singer"])
-    student = getattr(embedder, "reads_mixtures", False)  # a distilled student reads the remix itself, unseparated
+    student = getattr(embedder, "reads_mixtures", False)  # a distilled student reads the remix raw (and via `separator`)
     remix = instrumentals is not None and (separator is not None or student)
     waves = decode_instrumentals(instrumentals) if remix else []
     readings = ([None] + ([separator] if separator is not None else [])) if student else [separator]
@@ -184,7 +184,8 @@ def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool
 
 def fit_run_backend(out: Path, tracks: pd.DataFrame, cfg) -> None:
     """Fit the scoring backend with the run's chosen checkpoint (on its table, remixed onto the run's instrumentals:
-    separated again, or as they are for a distilled student) and store it in that checkpoint folder."""
+    separated again; a distilled student reads them raw and through its catalogues' second view) and store it in that
+    checkpoint folder."""
     from ..embed import ModelEmbedder, second_view
     from ..models import load_model, resolve_checkpoint
     from ..models.identity import reads_mixtures
