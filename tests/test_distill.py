@@ -58,14 +58,19 @@ def teacher(synth_catalogue, tmp_path_factory) -> Path:
     return folder
 
 
+def _instrumentals(table: Path, folder: Path) -> Path:
+    """The synthetic table has no stem=instrumental rows: its accompaniment stems become an instrumentals table."""
+    t = pd.read_csv(table)
+    insts = folder / "insts.csv"
+    pd.DataFrame({"path": [str(Path(table).parent / p) for p in t["accompaniment_path"]],
+                  "singer": "", "stem": "instrumental"}).to_csv(insts, index=False)
+    return insts
+
+
 @pytest.fixture(scope="module")
 def student(synth_catalogue, teacher, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("distill") / "run"
-    # the synthetic table has no stem=instrumental rows: its accompaniment stems are the instrumentals
-    t = pd.read_csv(synth_catalogue)
-    insts = out.parent / "insts.csv"
-    pd.DataFrame({"path": [str(Path(synth_catalogue).parent / p) for p in t["accompaniment_path"]],
-                  "singer": "", "stem": "instrumental"}).to_csv(insts, index=False)
+    insts = _instrumentals(synth_catalogue, out.parent)
     train(TrainConfig(manifest=str(synth_catalogue), out=str(out), mode="distill", model="tiny", teacher=str(teacher),
                       batch_pairs=4, lr=1e-3, epoch_steps=4, val_steps=1, max_epochs=3, num_workers=0, device="cpu",
                       seed=0, instrumentals=str(insts), val_instrumentals=2))
@@ -294,6 +299,33 @@ def test_distillation_writes_a_self_describing_student(student, teacher):
     assert emb.dim == ScoringBackend.load(teacher).dim
 
 
+def test_a_student_with_a_weight_average_saves_it_and_resumes_from_its_live_weights(synth_catalogue, teacher,
+                                                                                    tmp_path):
+    from safetensors.torch import load_file
+
+    from singerid.train.recipe import WeightAverage
+
+    common = dict(manifest=str(synth_catalogue), mode="distill", model="tiny", teacher=str(teacher), batch_pairs=4,
+                  lr=1e-3, epoch_steps=3, val_steps=1, num_workers=0, device="cpu", seed=0, ema=0.5, scoring="none",
+                  instrumentals=str(_instrumentals(synth_catalogue, tmp_path)))
+    full = train(TrainConfig(out=str(tmp_path / "full"), max_steps=6, **common))
+    part = train(TrainConfig(out=str(tmp_path / "part"), max_steps=3, **common))
+    ckpt = part / "checkpoints" / "step_00000003"
+    saved, live = load_file(str(ckpt / "model.safetensors")), load_file(str(ckpt / WeightAverage.LIVE))
+    assert any(not torch.equal(saved[k], live[k]) for k in saved)  # the student saved is the average
+    train(TrainConfig(out=str(part), max_steps=6, resume=True, **common))
+
+    def log(run: Path) -> dict[tuple[int, str], float]:
+        with open(run / "log.csv") as fh:
+            return {(int(r["step"]), r["split"]): float(r["loss"]) for r in csv.DictReader(fh)}
+
+    a, b = log(full), log(part)
+    assert sorted(b) == sorted(a)
+    for key in a:
+        assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), key
+    assert json.loads((full / "best" / "config.json").read_text())["distilled"]["ema"] == 0.5
+
+
 def _tracks(table: Path, songs: list[int]) -> pd.DataFrame:
     t = load_tracks(table)
     return t[t["song"].str[-1].astype(int).isin(songs)]
@@ -467,10 +499,7 @@ def test_a_backend_refitted_on_the_student_still_reads_mixtures(student, synth_c
     emb = ModelEmbedder.from_checkpoint(out, "cpu")
     assert emb.reads_mixtures and emb.space != ModelEmbedder.from_checkpoint(student, "cpu").space
     # the remixes also read through spleeter, as a two-view catalogue enrols: twice the remixed rows
-    insts = tmp_path / "insts.csv"
-    t = pd.read_csv(synth_catalogue)
-    pd.DataFrame({"path": [str(Path(synth_catalogue).parent / p) for p in t["accompaniment_path"]],
-                  "singer": "", "stem": "instrumental"}).to_csv(insts, index=False)
+    insts = _instrumentals(synth_catalogue, tmp_path)
     n = {}
     for views in ("mixture", "mixture+separated"):
         assert main(["fit-scoring", "--manifest", str(synth_catalogue), "--checkpoint", str(student), "--out",
@@ -492,10 +521,7 @@ def test_distill_can_refit_the_backend_on_the_students_own_unseparated_views(syn
     asked = []
     monkeypatch.setattr(singerid.separation, "load_separator", lambda *a, **k: pytest.fail("separator loaded"))
     monkeypatch.setattr(singerid.embed, "second_view", lambda emb, views, separate, *a: asked.append((views, separate)))
-    t = pd.read_csv(synth_catalogue)
-    insts = tmp_path / "insts.csv"
-    pd.DataFrame({"path": [str(Path(synth_catalogue).parent / p) for p in t["accompaniment_path"]],
-                  "singer": "", "stem": "instrumental"}).to_csv(insts, index=False)
+    insts = _instrumentals(synth_catalogue, tmp_path)
     out = train(TrainConfig(manifest=str(synth_catalogue), out=str(tmp_path / "run"), mode="distill", model="tiny",
                             teacher=str(teacher), batch_pairs=4, epoch_steps=2, val_steps=1, max_epochs=1,
                             num_workers=0, device="cpu", instrumentals=str(insts), val_instrumentals=2,
@@ -530,10 +556,7 @@ def test_distillation_in_the_backend_space_ignores_what_the_backend_discards(syn
     gaps_only = distill_loss(s, torch.where(active[..., None], s, t), active, "cosine", gap)["distill_loss"]
     assert float(scored) == pytest.approx(float(gaps_only), abs=1e-6)  # voiced units cost nothing after the backend
     assert float(plain) > float(scored) + 0.1
-    insts = tmp_path / "insts.csv"
-    tab = pd.read_csv(synth_catalogue)
-    pd.DataFrame({"path": [str(Path(synth_catalogue).parent / p) for p in tab["accompaniment_path"]],
-                  "singer": "", "stem": "instrumental"}).to_csv(insts, index=False)
+    insts = _instrumentals(synth_catalogue, tmp_path)
     common = dict(manifest=str(synth_catalogue), mode="distill", model="tiny", batch_pairs=4, epoch_steps=2,
                   val_steps=1, max_epochs=1, num_workers=0, device="cpu", instrumentals=str(insts),
                   val_instrumentals=2, distill_space="backend")
@@ -566,10 +589,7 @@ def test_a_pre_net_starts_as_the_identity_trains_and_is_rebuilt_from_the_checkpo
         add_prenet(create_model("tiny", seed=0), 8)
 
     out = tmp_path / "run"
-    t = pd.read_csv(synth_catalogue)
-    insts = tmp_path / "insts.csv"
-    pd.DataFrame({"path": [str(Path(synth_catalogue).parent / p) for p in t["accompaniment_path"]],
-                  "singer": "", "stem": "instrumental"}).to_csv(insts, index=False)
+    insts = _instrumentals(synth_catalogue, tmp_path)
     train(TrainConfig(manifest=str(synth_catalogue), out=str(out), mode="distill", model="voice",
                       teacher=str(tmp_path / "teacher"), batch_pairs=4, lr=1e-3, encoder_lr=1e-3, epoch_steps=3,
                       val_steps=1, max_epochs=1, num_workers=0, device="cpu", seed=0, seconds=3.2,

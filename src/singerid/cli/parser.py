@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-schedule", choices=["plateau", "cosine"],
                    help="plateau: rates cut when validation stalls (the paper's, default); cosine: every rate annealed "
                         "to 0 over the run's steps (--max-epochs × --epoch-steps, or --max-steps)")
+    t.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (e.g. 0.99: about the last 100 steps); it "
+                        "is what validation scores and checkpoints hold (default: 0, off)")
     t.add_argument("--ckpt-every", type=int, help="also checkpoint every N steps")
     t.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers")
     t.add_argument("--seed", type=int, default=0, help="random seed")

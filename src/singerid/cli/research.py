@@ -22,7 +22,7 @@ def cmd_train(a) -> int:
         ckpt_every=a.ckpt_every, tensorboard=a.tensorboard, separate=a.separate,
         mix_instrumentals=a.mix_instrumentals, clones=a.clones,
         instrumentals=tuple(a.instrumentals) if a.instrumentals else None, scoring=a.scoring,
-        asnorm_k=a.asnorm_k, augment=_names(a.augment), freeze=_names(a.freeze), encoder_lr=a.encoder_lr, seconds=a.seconds,
+        asnorm_k=a.asnorm_k, augment=_names(a.augment), freeze=_names(a.freeze), encoder_lr=a.encoder_lr, ema=a.ema, seconds=a.seconds,
         teacher=a.teacher, vda=tuple(a.vda), distill_loss=a.distill_loss, distill_contrastive=a.distill_contrastive,
         distill_nce=a.distill_nce, distill_gaps=a.distill_gaps, distill_clean=a.distill_clean,
         distill_stretch=tuple(a.distill_stretch) if a.distill_stretch else None, distill_space=a.distill_space,

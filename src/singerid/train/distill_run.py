@@ -2,6 +2,7 @@
 instrumentals, and the self-describing student checkpoint. The batch and the losses are in `distill.py`."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -40,6 +41,7 @@ from .distill import (
     window_cosines,
 )
 from .recipe import (
+    WeightAverage,
     fit_run_backend,
     instrumental_table,
     lr_scheduler,
@@ -165,11 +167,14 @@ def distill(cfg) -> Path:
     total = min(len(train_ds), cfg.max_steps if cfg.max_steps is not None else len(train_ds))
     sched = lr_scheduler(opt, cfg, total, mode="max")
     counters = {"step": 0, "epoch": 0, "best_val": -1.0, "bad_epochs": 0}
+    avg = WeightAverage(student, cfg.ema) if cfg.ema else None
     if cfg.resume and (out / "latest.json").exists():
         folder = out / json.loads((out / "latest.json").read_text())["checkpoint"]
         load_weights(student, folder / "model.safetensors")
+        avg = WeightAverage.resume(student, folder, cfg.ema) if cfg.ema else None
         counters.update(load_train_state(folder, opt, sched))
         log.info("resumed from %s at step %d", folder, counters["step"])
+    averaged = (lambda: avg.applied(student)) if avg else contextlib.nullcontext  # what is validated and saved
     meta = {"training": {**dataclasses.asdict(cfg), **data_info},
             "frontend": {"sample_rate": student.sample_rate, "window_seconds": 6.0, "peak_normalise": True},
             "input": "mixture", **({"embedding_space": tdesc["embedding_space"]} if cfg.scoring == "teacher" else {}),
@@ -178,19 +183,21 @@ def distill(cfg) -> Path:
                           "clean_share": cfg.distill_clean, "stretch": cfg.distill_stretch,
                           "vocal_stretch": cfg.distill_vocal_stretch, "more_vocals": cfg.distill_vocals,
                           "bank": cfg.distill_bank, "frames_weight": cfg.distill_frames,
-                          "space": cfg.distill_space}}
+                          "space": cfg.distill_space, "ema": cfg.ema}}
 
-    def save(folder: Path, extra: dict, state: bool) -> None:
-        files = train_state_writer(opt, sched, counters) if state else {}
+    def save(folder: Path, extra: dict, state: dict | None) -> None:
+        files = {**train_state_writer(opt, sched, counters), **state} if state is not None else {}
         if backend is not None and cfg.scoring == "teacher":
             files["backend.safetensors"] = lambda p: backend.save(p.parent)  # the teacher's: same space
         save_model(folder, student, {**meta, **extra}, files)
 
     def checkpoint(best: bool) -> None:
         name = f"checkpoints/step_{counters['step']:08d}"
-        save(out / name, {}, True)
-        if best:
-            save(out / "best", {"step": counters["step"], "val_score": counters["best_val"]}, False)
+        live = avg.live_writer(student) if avg else {}
+        with averaged():
+            save(out / name, {}, live)
+            if best:
+                save(out / "best", {"step": counters["step"], "val_score": counters["best_val"]}, None)
         has_best = best or (out / "best").exists()
         write_json_atomic(out / "latest.json", {"checkpoint": name, "step": counters["step"], "best": "best" if has_best else None})
         for old in sorted((out / "checkpoints").glob("step_*"))[: -cfg.keep_checkpoints]:
@@ -200,7 +207,7 @@ def distill(cfg) -> Path:
     bank = TeacherBank(cfg.distill_bank) if cfg.distill_bank > 0 else None
     step, t0 = counters["step"], time.time()
     if step == 0:
-        v = validate(student, teacher, val_ds, cfg, device)
+        v = validate(student, teacher, val_ds, cfg, device)  # the teacher's weights: live and average agree
         _log(out / "log.csv", step=0, epoch=0, split="val", loss=v["loss"], cosine=v["student"],
              teacher_cosine=v["teacher_on_mixture"], identified=v["identified"], lr=opt.param_groups[-1]["lr"], seconds=0.0)
         log.info("before distillation: validation cosine to the teacher %.4f", v["student"])
@@ -215,6 +222,8 @@ def distill(cfg) -> Path:
         opt.zero_grad(set_to_none=True)
         res["loss"].backward()
         opt.step()
+        if avg:
+            avg.update(student)
         scheduler_step(sched)
         step = counters["step"] = step + 1
         lr = opt.param_groups[-1]["lr"]
@@ -223,7 +232,8 @@ def distill(cfg) -> Path:
         _log(out / "log.csv", step=step, epoch=counters["epoch"], split="train", loss=float(res["loss"].detach()),
              cosine=float(res["cosine"]), teacher_cosine="", lr=lr, seconds=round(time.time() - t0, 2))
         if step % cfg.epoch_steps == 0 or step == total:
-            v = validate(student, teacher, val_ds, cfg, device)
+            with averaged():
+                v = validate(student, teacher, val_ds, cfg, device)
             score = v["student"] + v["identified"]  # closeness to the teacher and what tells vocals apart
             scheduler_step(sched, score)
             counters["epoch"] += 1

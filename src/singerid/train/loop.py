@@ -7,6 +7,7 @@ folders under OUT/checkpoints, `OUT/latest.json` points at the newest, OUT/best 
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -29,6 +30,7 @@ from ..models import create_model, get_config, save_model
 from ..models.checkpoint import load_weights, write_json_atomic
 from . import dist
 from .recipe import (
+    WeightAverage,
     fit_run_backend,
     instrumental_table,
     lr_scheduler,
@@ -75,6 +77,7 @@ class TrainConfig:
     instrumentals: str | tuple[str, ...] | None = None  # tables / folders of instrumentals (default: the table's)
     freeze: tuple[str, ...] | None = None  # fnmatch patterns of parameter names kept frozen, e.g. "encoder.lstm.*_l0"
     encoder_lr: float | None = None  # learning rate of encoder.* parameters (default: lr)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved (0: off)
     scoring: str | None = None  # backend fitted on the training table at the end: wccn | lda | center | none (| teacher)
     asnorm_k: int = 10  # the scoring backend's AS-norm: top-k cohort scores (0: cosine scores)
     seconds: float | None = None  # length of a training view (default 6 s, the paper's segment)
@@ -198,9 +201,11 @@ def train(cfg: TrainConfig) -> Path:
     stop_at = min(total_steps, cfg.max_steps if cfg.max_steps is not None else total_steps)
     sched = lr_scheduler(opt, cfg, stop_at)
     counters = {"step": 0, "epoch": 0, "best_val": float("inf"), "bad_epochs": 0}
+    avg = WeightAverage(model, cfg.ema) if cfg.ema else None
     if cfg.resume and (out / "latest.json").exists():
         folder = out / json.loads((out / "latest.json").read_text())["checkpoint"]
         load_weights(model, folder / "model.safetensors")
+        avg = WeightAverage.resume(model, folder, cfg.ema) if cfg.ema else None
         counters.update(load_train_state(folder, opt, sched))
         log.info("resumed from %s at step %d", folder, counters["step"])
     elif (out / "latest.json").exists() and ctx.is_main:
@@ -210,15 +215,19 @@ def train(cfg: TrainConfig) -> Path:
     meta = {"training": {**dataclasses.asdict(cfg), "singers_train": len(train_s), "singers_val": len(val_s)},
             "frontend": {"sample_rate": sr, "window_seconds": 6.0, "peak_normalise": True}}
 
+    averaged = (lambda: avg.applied(model)) if avg else contextlib.nullcontext  # what is validated and saved
+
     def checkpoint(best: bool = False) -> None:
         if not ctx.is_main:
             return
         name = f"checkpoints/step_{counters['step']:08d}"
-        save_model(out / name, model, meta, train_state_writer(opt, sched, counters))
-        write_json_atomic(out / "latest.json", {"checkpoint": name, "step": counters["step"], "best": "best" if (out / "best").exists() or best else None})
-        if best:
-            save_model(out / "best", model, {**meta, "step": counters["step"], "val_loss": counters["best_val"]})
-            write_json_atomic(out / "latest.json", {"checkpoint": name, "step": counters["step"], "best": "best"})
+        live = avg.live_writer(model) if avg else {}
+        with averaged():
+            save_model(out / name, model, meta, {**train_state_writer(opt, sched, counters), **live})
+            write_json_atomic(out / "latest.json", {"checkpoint": name, "step": counters["step"], "best": "best" if (out / "best").exists() or best else None})
+            if best:
+                save_model(out / "best", model, {**meta, "step": counters["step"], "val_loss": counters["best_val"]})
+                write_json_atomic(out / "latest.json", {"checkpoint": name, "step": counters["step"], "best": "best"})
         olds = sorted((out / "checkpoints").glob("step_*"))[: -cfg.keep_checkpoints]
         for o in olds:
             shutil.rmtree(o, ignore_errors=True)
@@ -233,6 +242,8 @@ def train(cfg: TrainConfig) -> Path:
         opt.zero_grad(set_to_none=True)
         res["contrastive_loss"].backward()
         opt.step()
+        if avg:
+            avg.update(model)
         scheduler_step(sched)
         step = counters["step"] = step + 1
         lr = opt.param_groups[0]["lr"]
@@ -243,7 +254,9 @@ def train(cfg: TrainConfig) -> Path:
             runlog.write(step=step, epoch=counters["epoch"], split="train", loss=loss,
                          pair_accuracy=float(res["pair_accuracy"]), lr=lr, seconds=round(time.time() - t0, 2))
         if step % cfg.epoch_steps == 0:
-            stopped = _end_epoch(ddp_model, val_ds, cfg, ctx, opt, sched, counters, runlog, checkpoint, t0)
+            with averaged():
+                v = validate(ddp_model, val_ds, cfg.temperature, ctx.device)
+            stopped = _end_epoch(v, cfg, opt, sched, counters, runlog, checkpoint, t0)
             saved_at = step
         elif cfg.ckpt_every and step % cfg.ckpt_every == 0:
             checkpoint()
@@ -272,9 +285,8 @@ def validate(model, val_ds: PairBatches, temperature: float, device) -> dict[str
     return {"loss": sum(losses) / len(losses), "pair_accuracy": sum(accs) / len(accs)}
 
 
-def _end_epoch(model, val_ds, cfg, ctx, opt, sched, counters, runlog, checkpoint, t0) -> bool:
-    """Validate, step the scheduler, checkpoint; → True when training should stop."""
-    v = validate(model, val_ds, cfg.temperature, ctx.device)
+def _end_epoch(v: dict, cfg, opt, sched, counters, runlog, checkpoint, t0) -> bool:
+    """After validation (`v`): step the scheduler, checkpoint; → True when training should stop."""
     scheduler_step(sched, v["loss"])
     counters["epoch"] += 1
     improved = v["loss"] < counters["best_val"]
