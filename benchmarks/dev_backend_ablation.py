@@ -62,7 +62,7 @@ def embed_views(proto: Path, data: Path, instrumentals: Path) -> dict:
     views["clean"] = [(w.emb, w.track) if w.error is None else None
                       for w in embed_files(emb, list(rows["path"]), cache, progress=False, vad=None)]
     insts = [load_audio(str(instrumentals.parent / p)) for p in pd.read_csv(instrumentals)["path"]]
-    views["remix"] = remixed_embeddings(emb, list(rows["path"]), insts, sep)
+    views["remix"], = remixed_embeddings(emb, list(rows["path"]), insts, [sep])
     return views
 
 

@@ -527,7 +527,7 @@ def test_distill_can_refit_the_backend_on_the_students_own_unseparated_views(syn
                             num_workers=0, device="cpu", instrumentals=str(insts), val_instrumentals=2,
                             scoring="wccn", asnorm_k=2))
     meta = json.loads((out / "best" / "config.json").read_text())
-    assert meta["input"] == "mixture" and "embedding_space" not in meta and asked == [("auto", "auto")]
+    assert meta["input"] == "mixture" and "embedding_space" not in meta and asked == [("auto", "spleeter")]
     refit, carried = ScoringBackend.load(out / "best"), ScoringBackend.load(teacher)
     assert refit.info["classes"] == len(set(load_tracks(synth_catalogue)["singer"]))
     assert refit.info["n"] != carried.info["n"] == 60  # fitted here, not the teacher's (60 random vectors) carried

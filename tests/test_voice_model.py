@@ -182,7 +182,7 @@ class _KeepAll:
         return cut_windows(wave, starts, seconds)
 
 
-def test_backend_fits_on_remixed_views_too(synth_catalogue):
+def test_backend_fits_on_remixed_views_too(synth_catalogue, monkeypatch):
     """With instrumentals, every singing row is also remixed onto one (seeded) and separated again: the views differ
     from the clean ones and double the embeddings the backend is fitted on."""
     _need_voice()
@@ -199,13 +199,13 @@ def test_backend_fits_on_remixed_views_too(synth_catalogue):
     base = synth_catalogue.parent
     paths = [str(base / p) for p in tracks["vocals_path"][:2]]
     inst = [load_audio(str(base / p)) for p in tracks["accompaniment_path"][:2]]
-    views = recipe.remixed_embeddings(emb, paths, inst, _KeepAll(), progress=False)
-    again = recipe.remixed_embeddings(emb, paths, inst, _KeepAll(), progress=False)
+    views, = recipe.remixed_embeddings(emb, paths, inst, [_KeepAll()], progress=False)
+    again, = recipe.remixed_embeddings(emb, paths, inst, [_KeepAll()], progress=False)
     for path, (wins, track), (_, track2) in zip(paths, views, again):
         clean = emb.embed_track(load_audio(path))
         assert wins.shape[1] == emb.dim and 0.3 < float(track @ clean) < 0.999  # remixed: near, not the same
         np.testing.assert_array_equal(track, track2)  # seeded
-    two = recipe.remixed_embeddings(emb, paths, inst, _KeepAll(), progress=False, remixes=2)
+    two, = recipe.remixed_embeddings(emb, paths, inst, [_KeepAll()], progress=False, remixes=2)
     assert len(two) == 2 * len(paths)  # file by file: the first file's two remixes, then the second's
     np.testing.assert_array_equal(two[0][1], views[0][1])  # the first draw is the single remix's
     assert float(two[0][1] @ two[1][1]) < 0.9999  # the second is another draw
@@ -233,7 +233,11 @@ def test_backend_fits_on_remixed_views_too(synth_catalogue):
     student.reads_mixtures = True  # a distilled student: remixes reach it as queries do, unseparated
     raw = recipe.fit_backend(student, tracks, progress=False, workers=0, instrumentals=insts)
     assert raw.info["n"] == remixed.info["n"]
-    second = _Counts()  # and through its catalogue's second view: the same remixes read twice
+    second = _Counts()  # and through its catalogue's second view: the same remixes read twice, made once
+    decoded, load = [], recipe.load_audio
+    monkeypatch.setattr(recipe, "load_audio", lambda path, *a, **k: decoded.append(path) or load(path, *a, **k))
     both = recipe.fit_backend(student, tracks, progress=False, workers=0, instrumentals=insts, separator=second)
-    assert second.calls == len(recipe.backend_rows(tracks, True))
+    rows = list(recipe.backend_rows(tracks, True)["path"])
+    assert second.calls == len(rows)
+    assert sorted(p for p in decoded if p in rows) == sorted(rows)
     assert both.info["n"] == 2 * remixed.info["n"] - plain.info["n"]

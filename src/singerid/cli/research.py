@@ -44,23 +44,19 @@ def _names(v: str | None) -> tuple[str, ...] | None:
 @command
 def cmd_fit_scoring(a) -> int:
     from ..data.manifest import load_tracks
-    from ..embed import load_embedder, second_view
+    from ..embed import load_embedder
     from ..models import save_model
     from ..models.checkpoint import read_config
-    from ..separation import load_separator
-    from ..train.recipe import fit_backend, instrumental_table
-    from ..weights import home
+    from ..train.recipe import fit_backend, instrumental_table, remix_separator
 
     if a.remixes < 1:
         raise ValueError(f"--remixes must be at least 1, got {a.remixes}")
     emb = load_embedder(a.backend, a.checkpoint, a.device)
     tracks = load_tracks(a.manifest)
     insts = None if a.instrumentals == ["none"] else instrumental_table(a.instrumentals, tracks)
-    student = emb.reads_mixtures  # remixed views reach a distilled student raw, and through its catalogue's 2nd view
-    remix = insts is not None and len(insts) and (student or a.separate != "none")
-    cache = home() / "separated"
-    sep = None if not remix else (second_view(emb, a.enrol_views, a.separate, a.device, cache) if student
-                                  else load_separator(a.separate, a.device, cache))  # loaded only if run
+    # remixed views reach a distilled student raw, and through its catalogue's second view
+    remix = insts is not None and len(insts) and (emb.reads_mixtures or a.separate != "none")
+    sep = remix_separator(emb, a.enrol_views, a.separate, a.device) if remix else None  # loaded only if run
     backend = fit_backend(emb, tracks, a.kind, a.clones, a.workers, instrumentals=insts, separator=sep,
                           asnorm_k=a.asnorm_k, remixes=a.remixes)
     meta = {"fitted_from": a.checkpoint or a.backend, "manifest": a.manifest}

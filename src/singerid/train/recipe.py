@@ -171,29 +171,32 @@ def backend_rows(tracks: pd.DataFrame, clones: bool) -> pd.DataFrame:
 REMIX_DB = (-3.0, 6.0)  # vocal-to-accompaniment ratios of the backend's remixed views (the dev P3 mixes are at 0 dB)
 
 
-def remixed_embeddings(embedder, paths: list[str], instrumentals: list[np.ndarray], separator, seed: int = 0,
-                       progress: bool = True, remixes: int = 1) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    """Each vocal file remixed onto a random instrumental window (seeded, at REMIX_DB) and separated again, as a
-    release would reach the pipeline → per file (window embeddings [N, D], track embedding [D]), None if unreadable;
-    with `remixes` > 1, that many remixes of each file onto different draws, file by file."""
+def remixed_embeddings(embedder, paths: list[str], instrumentals: list[np.ndarray], separators: list, seed: int = 0,
+                       progress: bool = True, remixes: int = 1) -> list[list[tuple[np.ndarray, np.ndarray] | None]]:
+    """Each vocal file remixed onto a random instrumental window (seeded, at REMIX_DB), as a release would reach the
+    pipeline, and read once per entry of `separators` (a separator, or None: the remix as it is) → per reading, per
+    file (window embeddings [N, D], track embedding [D]), None if unreadable; with `remixes` > 1, that many remixes
+    of each file onto different draws, file by file. Each remix is decoded and mixed once, whatever the readings."""
     from tqdm.auto import tqdm
 
     from ..augment.effects import remix
     from ..voiced import track_audio
 
     rng = np.random.default_rng([seed, 17])
-    out: list[tuple[np.ndarray, np.ndarray] | None] = []
+    out: list[list[tuple[np.ndarray, np.ndarray] | None]] = [[] for _ in separators]
     for path in tqdm(paths, desc="remixed views", disable=None if progress else True, unit="track"):
         try:
             wave = load_audio(path, embedder.sample_rate)
         except AudioError as e:
             log.warning("skipped %s", e)
-            out += [None] * remixes
+            for views in out:
+                views += [None] * remixes
             continue
         for _ in range(remixes):
             mix = remix(wave, rng, instrumentals, float(rng.uniform(*REMIX_DB))).astype(np.float32)
-            audio = track_audio(mix, embedder.window_seconds, None, separator, sample_rate=embedder.sample_rate)
-            out.append((embedder.embed_windows(audio.windows), embedder.embed_track(audio.voiced)))
+            for views, sep in zip(out, separators):
+                audio = track_audio(mix, embedder.window_seconds, None, sep, sample_rate=embedder.sample_rate)
+                views.append((embedder.embed_windows(audio.windows), embedder.embed_track(audio.voiced)))
     return out
 
 
@@ -218,8 +221,10 @@ def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool
     remix = instrumentals is not None and (separator is not None or student)
     waves = decode_instrumentals(instrumentals) if remix else []
     readings = ([None] + ([separator] if separator is not None else [])) if student else [separator]
-    for sep in readings if waves else []:  # a student's readings of the same remixes: raw, then separated
-        views += remixed_embeddings(plain, list(rows["path"]), waves, sep, progress=progress, remixes=remixes)
+    # a student's readings of the same remixes: raw, and separated
+    for read in remixed_embeddings(plain, list(rows["path"]), waves, readings, progress=progress,
+                                   remixes=remixes) if waves else []:
+        views += read
         labels += [s for s in rows["singer"] for _ in range(remixes)]
     x, y = [], []
     for v, singer in zip(views, labels):
@@ -230,24 +235,33 @@ def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool
     return ScoringBackend.fit(np.concatenate(x), np.array(y), BackendConfig(kind=kind, asnorm_k=asnorm_k))
 
 
+def remix_separator(embedder, views: str = "auto", separate: str = "spleeter", device: str | None = None):
+    """What a backend fit reads its remixes through besides (a student) or instead of (any other model) the remix as
+    it is: a distilled student's catalogue second view (`embed.second_view` of `views`, `separate`), the separator
+    `separate` for a model behind a separation front end; None for neither."""
+    from ..embed import second_view
+    from ..separation import load_separator
+    from ..weights import home
+
+    cache = home() / "separated"
+    if getattr(embedder, "reads_mixtures", False):
+        return second_view(embedder, views, separate, device or "cpu", cache)
+    return None if separate == "none" else load_separator(separate, device, cache)
+
+
 def fit_run_backend(out: Path, tracks: pd.DataFrame, cfg) -> None:
     """Fit the scoring backend with the run's chosen checkpoint (on its table, remixed onto the run's instrumentals:
     separated again; a distilled student reads them raw and through its catalogues' second view) and store it in that
     checkpoint folder."""
-    from ..embed import ModelEmbedder, second_view
+    from ..embed import ModelEmbedder
     from ..models import load_model, resolve_checkpoint
     from ..models.identity import reads_mixtures
-    from ..separation import load_separator
-    from ..weights import home
 
     folder = resolve_checkpoint(out)
-    student = reads_mixtures(folder)
     insts = instrumental_table(cfg.instrumentals, tracks)
-    emb = ModelEmbedder(load_model(folder), f"checkpoint:{out.name}", reads_mixtures=student)
-    cache = home() / "separated"
+    emb = ModelEmbedder(load_model(folder), f"checkpoint:{out.name}", reads_mixtures=reads_mixtures(folder))
     # a student: its remixes read raw and, as its catalogues enrol by default, through spleeter too
-    sep = (second_view(emb, "auto", "auto", cfg.device, cache) if student
-           else load_separator("spleeter", cfg.device, cache)) if len(insts) else None
+    sep = remix_separator(emb, "auto", "spleeter", cfg.device) if len(insts) else None
     backend = fit_backend(emb, tracks, cfg.scoring, cfg.clones, instrumentals=insts, separator=sep,
                           asnorm_k=cfg.asnorm_k)
     backend.save(folder)
