@@ -101,7 +101,7 @@ def test_weight_average_is_what_a_run_validates_and_saves_and_it_survives_a_resu
     avg = WeightAverage(lin, 0.75)
     with torch.no_grad():
         lin.weight.fill_(3.0)
-    avg.update(lin)
+    avg.update()
     with avg.applied(lin):
         assert torch.allclose(lin.weight, torch.full((1, 2), 1.5))
     assert torch.allclose(lin.weight, torch.full((1, 2), 3.0))

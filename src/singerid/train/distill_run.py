@@ -223,7 +223,7 @@ def distill(cfg) -> Path:
         res["loss"].backward()
         opt.step()
         if avg:
-            avg.update(student)
+            avg.update()
         scheduler_step(sched)
         step = counters["step"] = step + 1
         lr = opt.param_groups[-1]["lr"]

@@ -243,7 +243,7 @@ def train(cfg: TrainConfig) -> Path:
         res["contrastive_loss"].backward()
         opt.step()
         if avg:
-            avg.update(model)
+            avg.update()
         scheduler_step(sched)
         step = counters["step"] = step + 1
         lr = opt.param_groups[0]["lr"]

@@ -53,13 +53,14 @@ class WeightAverage:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"--ema: the decay must lie in (0, 1), e.g. 0.99, got {decay}")
         self.decay = decay
-        self.avg = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+        state = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+        self.avg = {k: v.detach().clone() for k, v in state.items()}
+        self._pairs = (list(self.avg.values()), [v.detach() for v in state.values()])  # live: the model's storage
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        for k, v in model.state_dict().items():
-            if k in self.avg:
-                self.avg[k].lerp_(v.detach(), 1.0 - self.decay)
+    def update(self) -> None:
+        """After an optimiser step (the live weights change in place, so the model is not passed again)."""
+        torch._foreach_lerp_(*self._pairs, 1.0 - self.decay)
 
     @contextmanager
     def applied(self, model: torch.nn.Module):
