@@ -24,6 +24,8 @@ soup, e.g. one recipe trained with two seeds).
 `ENROL:QUERY` (e.g. `scoring:student4`) enrols with one system and queries with another of the same embedding space,
 each read as above: a catalogue its teacher enrolled through Spleeter, queried by a distilled student on raw mixtures.
 
+`--paired [RESULTS_JSON:]NAME` adds each system's per-query P3 comparison with NAME (McNemar, bootstrap interval).
+
     python benchmarks/dev_folds.py --proto /tmp/proto --out /tmp/folds [--peer /tmp/peer.json] [--systems voice scoring adapted]
 """
 from __future__ import annotations
@@ -137,6 +139,31 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def paired(results: dict, reference: dict, protocol: str = "P3", draws: int = 10_000) -> str:
+    """Each system's per-query answers against a reference system's (same queries, pooled over the folds both ran):
+    queries only the system gets / only the reference gets, the exact two-sided McNemar p, and a bootstrap 95 %
+    interval of the pooled top-1 difference (queries resampled; queries of one singer are not independent, so the
+    real interval is wider)."""
+    from math import comb
+
+    rng = np.random.default_rng(0)
+    lines = [f"| system vs reference, {protocol} | hits | only system / only reference | McNemar p | difference [95 %] |",
+             "|---|---|---|---|---|"]
+    for system, folds in results.items():
+        common = sorted(set(folds) & set(reference))
+        if not common:
+            continue
+        a = np.concatenate([folds[k][protocol]["hits"] for k in common]).astype(int)
+        r = np.concatenate([reference[k][protocol]["hits"] for k in common]).astype(int)
+        b, c = int((a > r).sum()), int((a < r).sum())
+        p = min(1.0, 2 * sum(comb(b + c, i) for i in range(min(b, c) + 1)) / 2 ** (b + c)) if b + c else 1.0
+        idx = rng.integers(0, len(a), (draws, len(a)))
+        lo, hi = np.percentile(100 * (a[idx] - r[idx]).mean(1), [2.5, 97.5])
+        lines.append(f"| {system} | {a.sum()} vs {r.sum()} of {len(a)} | {b} / {c} | {p:.2f} | "
+                     f"{100 * (a.mean() - r.mean()):+.1f} [{lo:+.1f}, {hi:+.1f}] |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT / "singing-dev" / "tracks.csv"))
@@ -151,6 +178,9 @@ def main() -> None:
                     help="another trained system: extra `singerid train` arguments, e.g. 'lr3=--lr 0.003'; {fold} is "
                          "replaced by the fold's number (a per-fold teacher: '--teacher runs/fold{fold}/scoring')")
     ap.add_argument("--peer", help="JSON from benchmarks/peer_resemblyzer.py --json")
+    ap.add_argument("--paired", metavar="[RESULTS_JSON:]NAME",
+                    help="also compare every system's per-query P3 answers with this one's (e.g. "
+                         "/tmp/folds5/results.json:scoring, the teacher with Spleeter)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from singerid import cpu
@@ -194,6 +224,10 @@ def main() -> None:
             results_file.write_text(json.dumps(results))
     done = {s: [f for _, f in sorted(v.items())] for s, v in results.items()}
     md = table(done)
+    if a.paired:
+        path, _, name = a.paired.rpartition(":")
+        ref = json.loads(Path(path).read_text()) if path else results
+        md += "\n\n" + paired(results, ref[name])
     (out / "table.md").write_text(md + "\n")
     print(md)
 
