@@ -24,7 +24,8 @@ soup, e.g. one recipe trained with two seeds).
 `ENROL:QUERY` (e.g. `scoring:student4`) enrols with one system and queries with another of the same embedding space,
 each read as above: a catalogue its teacher enrolled through Spleeter, queried by a distilled student on raw mixtures.
 
-`--paired [RESULTS_JSON:]NAME` adds each system's per-query P3 comparison with NAME (McNemar, bootstrap interval).
+`--paired [RESULTS_JSON:]NAME` adds each system's per-query P3 comparison with NAME (McNemar; a bootstrap interval
+that resamples held-out singers with all their queries).
 
     python benchmarks/dev_folds.py --proto /tmp/proto --out /tmp/folds [--peer /tmp/peer.json] [--systems voice scoring adapted]
 """
@@ -139,16 +140,17 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def paired(results: dict, reference: dict, protocol: str = "P3", draws: int = 10_000) -> str:
+def paired(results: dict, reference: dict, singers: dict[str, list[str]] | None = None, protocol: str = "P3",
+           draws: int = 10_000) -> str:
     """Each system's per-query answers against a reference system's (same queries, pooled over the folds both ran):
     queries only the system gets / only the reference gets, the exact two-sided McNemar p, and a bootstrap 95 %
-    interval of the pooled top-1 difference (queries resampled; queries of one singer are not independent, so the
-    real interval is wider)."""
+    interval of the pooled top-1 difference. With `singers` (fold → each query's singer, in the queries' order) the
+    bootstrap resamples held-out singers with all their queries (a singer's clones are not independent draws);
+    without, single queries."""
     from math import comb
 
-    rng = np.random.default_rng(0)
-    lines = [f"| system vs reference, {protocol} | hits | only system / only reference | McNemar p | difference [95 %] |",
-             "|---|---|---|---|---|"]
+    lines = [f"| system vs reference, {protocol} | hits | only system / only reference | McNemar p | difference "
+             f"[95 %, {'singers' if singers else 'queries'} resampled] |", "|---|---|---|---|---|"]
     for system, folds in results.items():
         common = sorted(set(folds) & set(reference))
         if not common:
@@ -157,11 +159,33 @@ def paired(results: dict, reference: dict, protocol: str = "P3", draws: int = 10
         r = np.concatenate([reference[k][protocol]["hits"] for k in common]).astype(int)
         b, c = int((a > r).sum()), int((a < r).sum())
         p = min(1.0, 2 * sum(comb(b + c, i) for i in range(min(b, c) + 1)) / 2 ** (b + c)) if b + c else 1.0
-        idx = rng.integers(0, len(a), (draws, len(a)))
-        lo, hi = np.percentile(100 * (a[idx] - r[idx]).mean(1), [2.5, 97.5])
+        rng = np.random.default_rng(0)
+        if singers:
+            who = np.concatenate([singers[k] for k in common])
+            groups = [np.flatnonzero(who == s) for s in np.unique(who)]
+            picks = rng.integers(0, len(groups), (draws, len(groups)))
+            diff_sum = np.array([float((a[g] - r[g]).sum()) for g in groups])
+            size = np.array([len(g) for g in groups], float)
+            d = 100 * diff_sum[picks].sum(1) / size[picks].sum(1)
+        else:
+            idx = rng.integers(0, len(a), (draws, len(a)))
+            d = 100 * (a[idx] - r[idx]).mean(1)
+        lo, hi = np.percentile(d, [2.5, 97.5])
         lines.append(f"| {system} | {a.sum()} vs {r.sum()} of {len(a)} | {b} / {c} | {p:.2f} | "
                      f"{100 * (a.mean() - r.mean()):+.1f} [{lo:+.1f}, {hi:+.1f}] |")
     return "\n".join(lines)
+
+
+def query_singers(proto: Path, folds: list[list[str]], results: dict, protocol: str = "P3") -> dict[str, list[str]]:
+    """Fold → the singer of each of its scored queries, in `score`'s order (the protocol's query list, held-out
+    singers only); folds whose scored count differs (an unreadable query dropped) are left out."""
+    query = pd.read_csv(proto / f"{protocol}_query.csv")
+    out = {}
+    for k, held in enumerate(folds):
+        who = list(query.loc[query["singer"].isin(held), "singer"])
+        if all(len(v[str(k)][protocol]["hits"]) == len(who) for v in results.values() if str(k) in v):
+            out[str(k)] = who
+    return out
 
 
 def main() -> None:
@@ -227,7 +251,8 @@ def main() -> None:
     if a.paired:
         path, _, name = a.paired.rpartition(":")
         ref = json.loads(Path(path).read_text()) if path else results
-        md += "\n\n" + paired(results, ref[name])
+        who = query_singers(Path(a.proto), folds, {**results, name: ref[name]})
+        md += "\n\n" + paired(results, ref[name], who if len(who) == len(folds) else None)
     (out / "table.md").write_text(md + "\n")
     print(md)
 
