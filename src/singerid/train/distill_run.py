@@ -185,8 +185,9 @@ def distill(cfg) -> Path:
                           "bank": cfg.distill_bank, "frames_weight": cfg.distill_frames,
                           "space": cfg.distill_space, "ema": cfg.ema}}
 
-    def save(folder: Path, extra: dict, state: dict | None) -> None:
-        files = {**train_state_writer(opt, sched, counters), **state} if state is not None else {}
+    def save(folder: Path, extra: dict, resumable: dict | None) -> None:
+        """`resumable`: files to keep beside the training state (None: the model only, e.g. `best`)."""
+        files = {**train_state_writer(opt, sched, counters), **resumable} if resumable is not None else {}
         if backend is not None and cfg.scoring == "teacher":
             files["backend.safetensors"] = lambda p: backend.save(p.parent)  # the teacher's: same space
         save_model(folder, student, {**meta, **extra}, files)
