@@ -150,20 +150,22 @@ class DistillBatches(Dataset):
     `vocal` is the clean window the teacher reads (peak-normalised; with `vocal_stretch`, resampled by a factor drawn in
     that range: a voice of another pitch and timbre, which teacher and student both hear, so the label-free term
     covers voices beyond the training singers'); `mixture` = its vocal + `accompaniment` (a random
-    instrumental window, resampled by a factor in `stretch` when given, scaled to a VDA drawn in `vda_db`; with
-    probability `clean`, no accompaniment: VDA +inf, so the student keeps the teacher's clean voices), augmented when
+    instrumental window, resampled by a factor in `stretch` when given; with probability `layered`, a window of a
+    second instrumental added under it at −12…0 dB: band textures no single instrumental has; scaled to a VDA drawn
+    in `vda_db`; with probability `clean`, no accompaniment: VDA +inf, so the student keeps the teacher's clean voices), augmented when
     an augmenter is given, peak-normalised; `accompaniment` is the instrumental part at the mixture's scale (before any augmentation). A pure function of
     (seed, step). With `pairs` (a vocal-mode PairBatches), views 2i and 2i+1 are two songs of one singer."""
 
     def __init__(self, vocals: list[tuple[str, str, float]], instrumentals: list[tuple[str, float]], batch: int,
                  seed: int, steps: int, seconds: float, vda_db: tuple[float, float] = (-6.0, 12.0),
                  sample_rate: int = 16000, augment=None, pairs: PairBatches | None = None, clean: float = 0.0,
-                 stretch: tuple[float, float] | None = None, vocal_stretch: tuple[float, float] | None = None):
+                 stretch: tuple[float, float] | None = None, vocal_stretch: tuple[float, float] | None = None,
+                 layered: float = 0.0):
         if vocal_stretch and pairs is not None:
             raise ValueError("a vocal stretch changes the voice: it cannot be combined with same-singer pairs "
                              "(--distill-contrastive)")
         self.vocals, self.insts, self.batch, self.seed, self.steps = vocals, instrumentals, batch, seed, steps
-        self.clean, self.stretch, self.vocal_stretch = clean, stretch, vocal_stretch
+        self.clean, self.stretch, self.vocal_stretch, self.layered = clean, stretch, vocal_stretch, layered
         self.seconds, self.vda_db, self.sr, self.augment, self.pairs = seconds, tuple(vda_db), sample_rate, augment, pairs
         w = np.array([d for _, _, d in vocals], float)
         self.weights = w / w.sum()  # a file is drawn in proportion to its length
@@ -217,11 +219,22 @@ class DistillBatches(Dataset):
         x = resample_by(self._window(path, duration, rng, segs, seconds=self.seconds * f), f)[:n]
         return np.pad(x, (0, n - len(x)))
 
+    def _layer(self, a: np.ndarray, ipath: str, rng) -> np.ndarray:
+        """`a` with a window of another instrumental (stretched as `a` is) added under it, its RMS 0–12 dB below
+        `a`'s (drawn uniformly in dB)."""
+        others = [i for i, (p, _) in enumerate(self.insts) if p != ipath] or list(range(len(self.insts)))
+        bpath, bdur = self.insts[others[int(rng.integers(len(others)))]]
+        b = self._stretched(bpath, bdur, rng, self.stretch).astype(np.float64)
+        gain = 10 ** (-float(rng.uniform(0.0, 12.0)) / 20) * _rms(a) / max(_rms(b), 1e-12)
+        return a + gain * b
+
     def example(self, path: str, segs, rng: np.random.Generator) -> dict:
         dur = self.durations.get(path) or audio_info(path).duration
         v = self._stretched(path, dur, rng, self.vocal_stretch, segs).astype(np.float64)
         ipath, idur = self.insts[int(rng.integers(len(self.insts)))]
         a = self._stretched(ipath, idur, rng, self.stretch).astype(np.float64)
+        if self.layered > 0 and rng.random() < self.layered:  # no draw when off: earlier runs' batches unchanged
+            a = self._layer(a, ipath, rng)
         vda = float(rng.uniform(*self.vda_db))
         if self.clean > 0 and rng.random() < self.clean:  # the clean vocal itself
             vda, acc = float("inf"), np.zeros_like(a)
