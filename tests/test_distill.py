@@ -138,6 +138,34 @@ def test_stretch_plays_the_instrumental_faster_or_slower(synth_catalogue, tmp_pa
     assert drawn.min() >= 0.8 * 440 - 1 and drawn.max() <= 1.25 * 440 + 1 and drawn.std() > 5
 
 
+def test_a_layered_accompaniment_is_two_instrumentals_the_second_under_the_first(synth_catalogue, tmp_path):
+    """--distill-layered: with share 1 every accompaniment holds both instrumentals (two tones here), the second
+    0-12 dB under the first; with share 0 the batches are exactly those of a run without the option."""
+    import soundfile as sf
+
+    vocals, _ = _pool(synth_catalogue)
+    insts = []
+    for hz in (440, 660):
+        f = tmp_path / f"tone{hz}.wav"
+        sf.write(f, 0.5 * np.sin(2 * np.pi * hz * np.arange(10 * 16000) / 16000), 16000)
+        insts.append((str(f), 10.0))
+    freqs = np.fft.rfftfreq(32000, 1 / 16000)
+
+    def batch(layered):
+        return DistillBatches(vocals, insts, batch=8, seed=0, steps=1, seconds=2.0, layered=layered)[0]
+
+    spec = np.abs(np.fft.rfft(batch(1.0)["accompaniment"].numpy(), axis=1))
+    level = {hz: spec[:, np.argmin(np.abs(freqs - hz))] for hz in (440, 660)}
+    loud, soft = np.maximum(level[440], level[660]), np.minimum(level[440], level[660])
+    gap_db = 20 * np.log10(loud / soft)
+    assert np.all(gap_db >= -0.1) and np.all(gap_db <= 12.1) and gap_db.std() > 1  # both present, drawn gaps
+    plain = np.abs(np.fft.rfft(batch(0.0)["accompaniment"].numpy(), axis=1))
+    assert np.all(np.minimum(plain[:, 880], plain[:, 1320]) < 1e-3 * np.maximum(plain[:, 880], plain[:, 1320]))
+    off, default = batch(0.0), DistillBatches(vocals, insts, batch=8, seed=0, steps=1, seconds=2.0)[0]
+    for k in ("mixture", "vocal", "accompaniment", "vda"):
+        assert torch.equal(off[k], default[k])
+
+
 def test_vocal_stretch_gives_teacher_and_student_the_same_new_voice(synth_catalogue, tmp_path):
     """--distill-vocal-stretch: the vocal window is resampled by the drawn factor (a 220-Hz voice comes out at
     220 × f), and the teacher's clean vocal and the student's mixture carry that same voice; with same-singer pairs
