@@ -566,6 +566,54 @@ def test_distill_can_refit_the_backend_on_the_students_own_unseparated_views(syn
                           scoring="teacher"))
 
 
+def test_a_separated_target_has_the_teacher_read_each_mixture_through_spleeter(synth_catalogue, teacher, tmp_path,
+                                                                               monkeypatch):
+    """`--distill-target separated`: every training step's mixtures go through the real spleeter and the teacher is
+    taught from its vocals, not from the clean stems; the checkpoint says so."""
+    try:
+        locate("spleeter")
+    except WeightsMissing:
+        pytest.skip("spleeter weights not fetched")
+    from singerid.separation.base import Separator
+
+    seen, real = [], Separator.vocals_batch
+
+    def spy(self, waves):
+        out = real(self, waves)
+        seen.append((waves.copy(), out))
+        return out
+
+    monkeypatch.setattr(Separator, "vocals_batch", spy)
+    insts = _instrumentals(synth_catalogue, tmp_path)
+    out = train(TrainConfig(manifest=str(synth_catalogue), out=str(tmp_path / "run"), mode="distill", model="tiny",
+                            teacher=str(teacher), batch_pairs=2, epoch_steps=2, val_steps=1, max_epochs=1,
+                            num_workers=0, device="cpu", instrumentals=str(insts), val_instrumentals=2,
+                            distill_target="separated"))
+    assert len(seen) == 2  # one call per training step, none for validation
+    for mixture, vocals in seen:
+        assert vocals.shape == mixture.shape == (4, 6 * 16000)
+        assert np.abs(vocals - mixture).max() > 1e-3  # spleeter changed what the teacher reads
+    meta = json.loads((out / "best" / "config.json").read_text())
+    assert meta["distilled"]["target"] == "separated" and meta["training"]["distill_target"] == "separated"
+    with pytest.raises(ValueError, match="--distill-target"):
+        train(TrainConfig(manifest=str(synth_catalogue), out=str(tmp_path / "b"), mode="distill", model="tiny",
+                          teacher=str(teacher), distill_target="demucs", instrumentals=str(insts)))
+
+
+def test_the_teacher_reads_the_given_input_instead_of_the_clean_vocal(synth_catalogue, teacher):
+    vocals, insts = _pool(synth_catalogue)
+    cfg = resolve(TrainConfig(manifest=str(synth_catalogue), out="unused", mode="distill", model="tiny",
+                              teacher=str(teacher), distill_nce=0.0))
+    t_model, _, _ = load_teacher(str(teacher))
+    batch = DistillBatches(vocals, insts, batch=4, seed=0, steps=1, seconds=6.0, clean=0.0)[0]
+    with torch.no_grad():
+        same = step_loss(t_model, t_model, {**batch, "mixture": batch["vocal"]}, cfg)
+        given = step_loss(t_model, t_model, {**batch, "teacher_input": batch["mixture"]}, cfg)
+    assert float(same["distill_loss"]) < 1e-5  # the clean vocal on both sides: nothing to learn
+    assert float(given["distill_loss"]) < 1e-5  # the teacher read the mixture, as the student did
+    assert float(step_loss(t_model, t_model, batch, cfg)["distill_loss"]) > 1e-3
+
+
 def test_distillation_in_the_backend_space_ignores_what_the_backend_discards(synth_catalogue, teacher, tmp_path):
     """`--distill-space backend`: voiced units are compared after the teacher's backend, so a student unit that differs
     from its teacher's only along a direction the backend drops costs nothing there (and does in the embedding space);

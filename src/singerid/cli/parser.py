@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distill-stretch", type=float, nargs=2, metavar=("LO", "HI"),
                    help="distill: each instrumental window resampled by a random factor in [LO, HI] (new keys and "
                         "tempi; e.g. 0.8 1.25; default: off)")
+    t.add_argument("--distill-target", choices=["clean", "separated"], default="clean",
+                   help="distill: what the teacher reads, the clean vocal (default) or the student's mixture through "
+                        "spleeter (the student then learns the separation pipeline's reading; needs spleeter's "
+                        "weights, ~1.3 s more per CPU step of 16 windows)")
     t.add_argument("--distill-layered", type=float, default=0.0, metavar="SHARE",
                    help="distill: share of accompaniments made of two instrumentals, the second 0-12 dB under the "
                         "first (band textures none of the instrumentals has alone; default 0: off)")

@@ -369,8 +369,8 @@ def step_loss(student, teacher, batch: dict, cfg, gap_target: torch.Tensor | Non
     this batch's voiced teacher units join the bank."""
     hint = cfg.distill_frames > 0
     s_units, s_raw, *s_seq = units(student, batch["mixture"], frames=hint)
-    with torch.no_grad():
-        t_units, _, *t_seq = units(teacher, batch["vocal"], frames=hint)
+    with torch.no_grad():  # the clean vocal, or what `--distill-target separated` gives the teacher instead
+        t_units, _, *t_seq = units(teacher, batch.get("teacher_input", batch["vocal"]), frames=hint)
     active = unit_activity(batch["vocal"], s_units.shape[1])
     res = distill_loss(s_units, t_units, active, cfg.distill_loss, gap_target, project)
     res["loss"] = res["distill_loss"]

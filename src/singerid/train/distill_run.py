@@ -23,6 +23,7 @@ from ..data.manifest import load_tracks
 from ..data.pairs import PairBatches, build_sources
 from ..models import save_model
 from ..models.checkpoint import load_weights, write_json_atomic
+from ..separation import load_separator
 from .distill import (
     DistillBatches,
     TeacherBank,
@@ -153,6 +154,9 @@ def distill(cfg) -> Path:
         raise ValueError(f"--distill-space backend: the teacher {cfg.teacher} has no scoring backend (fit one with "
                          "`singerid fit-scoring`, or train the teacher with --scoring wccn)")
     project = backend_map(backend, device) if cfg.distill_space == "backend" else None
+    if cfg.distill_target not in ("clean", "separated"):
+        raise ValueError(f"--distill-target must be clean or separated, got {cfg.distill_target!r}")
+    separator = load_separator("spleeter", device) if cfg.distill_target == "separated" else None
     arch = _model_config(cfg.model).architecture
     if arch != teacher.cfg.architecture:
         raise ValueError(f"--config {cfg.model} is a {arch} model but the teacher is {teacher.cfg.architecture}: "
@@ -181,7 +185,7 @@ def distill(cfg) -> Path:
             "distilled": {**tdesc, "vda_db": list(cfg.vda), "loss": cfg.distill_loss, "nce_weight": cfg.distill_nce,
                           "gaps": cfg.distill_gaps, "contrastive_weight": cfg.distill_contrastive,
                           "clean_share": cfg.distill_clean, "stretch": cfg.distill_stretch,
-                          "layered": cfg.distill_layered, "vocal_stretch": cfg.distill_vocal_stretch, "more_vocals": cfg.distill_vocals,
+                          "layered": cfg.distill_layered, "target": cfg.distill_target, "vocal_stretch": cfg.distill_vocal_stretch, "more_vocals": cfg.distill_vocals,
                           "bank": cfg.distill_bank, "frames_weight": cfg.distill_frames,
                           "space": cfg.distill_space, "ema": cfg.ema}}
 
@@ -219,6 +223,8 @@ def distill(cfg) -> Path:
     stopped = counters["bad_epochs"] >= cfg.stop_patience
     for batch in loader if step < total and not stopped else []:
         b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        if separator is not None:  # the teacher reads what the separation pipeline would give it
+            b["teacher_input"] = torch.from_numpy(separator.vocals_batch(batch["mixture"].numpy())).to(device)
         res = step_loss(student, teacher, b, cfg, gap_target, project, bank)
         opt.zero_grad(set_to_none=True)
         res["loss"].backward()
