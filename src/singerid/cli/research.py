@@ -27,7 +27,8 @@ def cmd_train(a) -> int:
         distill_nce=a.distill_nce, distill_gaps=a.distill_gaps, distill_clean=a.distill_clean,
         distill_stretch=tuple(a.distill_stretch) if a.distill_stretch else None, distill_space=a.distill_space,
         distill_vocal_stretch=tuple(a.distill_vocal_stretch) if a.distill_vocal_stretch else None,
-        distill_layered=a.distill_layered, distill_target=a.distill_target, distill_prenet=a.distill_prenet, distill_vocals=tuple(a.distill_vocals) if a.distill_vocals else None,
+        distill_layered=a.distill_layered, distill_target=a.distill_target, distill_prenet=a.distill_prenet,
+        distill_vocals=tuple(a.distill_vocals) if a.distill_vocals else None,
         distill_bank=a.distill_bank, distill_frames=a.distill_frames,
         val_instrumentals=a.val_instrumentals,
     )

@@ -185,7 +185,8 @@ def distill(cfg) -> Path:
             "distilled": {**tdesc, "vda_db": list(cfg.vda), "loss": cfg.distill_loss, "nce_weight": cfg.distill_nce,
                           "gaps": cfg.distill_gaps, "contrastive_weight": cfg.distill_contrastive,
                           "clean_share": cfg.distill_clean, "stretch": cfg.distill_stretch,
-                          "layered": cfg.distill_layered, "target": cfg.distill_target, "vocal_stretch": cfg.distill_vocal_stretch, "more_vocals": cfg.distill_vocals,
+                          "layered": cfg.distill_layered, "target": cfg.distill_target,
+                          "vocal_stretch": cfg.distill_vocal_stretch, "more_vocals": cfg.distill_vocals,
                           "bank": cfg.distill_bank, "frames_weight": cfg.distill_frames,
                           "space": cfg.distill_space, "ema": cfg.ema}}
 
