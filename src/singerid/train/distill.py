@@ -154,7 +154,8 @@ class DistillBatches(Dataset):
     second instrumental added under it at −12…0 dB: band textures no single instrumental has; scaled to a VDA drawn
     in `vda_db`; with probability `clean`, no accompaniment: VDA +inf, so the student keeps the teacher's clean
     voices), augmented when an augmenter is given, peak-normalised; `accompaniment` is the instrumental part at the
-    mixture's scale (before any augmentation). A pure function of (seed, step). With `pairs` (a vocal-mode PairBatches), views 2i and 2i+1 are two songs of one singer."""
+    mixture's scale (before any augmentation). A pure function of (seed, step). With `pairs` (a vocal-mode
+    PairBatches), views 2i and 2i+1 are two songs of one singer."""
 
     def __init__(self, vocals: list[tuple[str, str, float]], instrumentals: list[tuple[str, float]], batch: int,
                  seed: int, steps: int, seconds: float, vda_db: tuple[float, float] = (-6.0, 12.0),
