@@ -44,8 +44,9 @@ class WeightAverage:
     """Exponential moving average of a model's floating-point weights (Polyak averaging; `--ema DECAY`): after each
     optimiser step, avg ← decay·avg + (1 − decay)·live. With a constant learning rate the live weights wander around a
     basin; their average sits nearer its centre, at no extra training cost (for distilled students on the dev folds:
-    closer to the teacher, no P3 gain; docs/results.md). A run with one validates and saves the averaged weights (`with avg.applied(model): ...`); its resumable checkpoints also keep the
-    live ones (`live_weights.safetensors`) so that training continues from where it was."""
+    closer to the teacher, no P3 gain; docs/results.md). A run with one validates and saves the averaged weights
+    (`with avg.applied(model): ...`); its resumable checkpoints also keep the live ones (`live_weights.safetensors`)
+    so that training continues from where it was."""
 
     LIVE = "live_weights.safetensors"
 
