@@ -91,7 +91,7 @@ class TrainConfig:
     distill_clean: float = 0.2  # share of training examples with no accompaniment (the clean vocal itself)
     distill_stretch: tuple[float, float] | None = None  # instrumentals resampled by a factor in this range (None: off)
     distill_vocal_stretch: tuple[float, float] | None = None  # vocals resampled so (new voices; None: off)
-    distill_target: str = "clean"  # what the teacher reads: the clean vocal, or the mixture through spleeter ("separated")
+    distill_target: str = "clean"  # what the teacher reads: the clean vocal, or the mixture through spleeter
     distill_layered: float = 0.0  # share of accompaniments made of two instrumentals, one 0–12 dB under the other
     distill_bank: int = 0  # teacher units kept from earlier batches for the neighbourhood term (0: off)
     distill_frames: float = 0.0  # weight of the frame-level term: the top LSTM layer's outputs of voiced units (0: off)
