@@ -68,11 +68,11 @@ def training_table(tracks: pd.DataFrame, held: list[str], out: Path) -> Path:
 
 
 def score(embedder, proto: Path, held: list[str], separator, cache: str, query_embedder=None,
-          query_separator=None, enrol_separated=None) -> dict[str, dict]:
+          query_separator=None, enrol_separated=None, protocols=PROTOCOLS) -> dict[str, dict]:
     from singerid.eval.evaluate import evaluate
 
     res = {}
-    for p in PROTOCOLS:
+    for p in protocols:
         enrol, query = pd.read_csv(proto / f"{p}_enrol.csv"), pd.read_csv(proto / f"{p}_query.csv")
         query = query[query["singer"].isin(held)]
         r = evaluate(enrol, query, embedder, "centroid", "track", cache, workers=2, separator=separator,
@@ -107,14 +107,14 @@ def score_system(system: str, fold: Path, train_csv: Path, k: int, extra: dict, 
         run, args = fold / base, extra.get(system, extra.get(base, ""))
         if args.startswith("--average"):  # a model soup of systems already run on this fold
             cli(["average", *(str(fold / n) for n in shlex.split(args)[1:]), "--out", str(run)])
-        elif not (run / "latest.json").exists():
+        elif not ((run / "latest.json").exists() or (run / "config.json").exists()):  # else: scored as it is
             cli(["train", "--manifest", str(train_csv), "--config", "voice", "--mode", "vocal", "--out", str(run),
                  "--instrumentals", a.instrumentals]
                 + shlex.split(args.replace("{fold}", str(k))))
         emb = load_embedder(checkpoint=str(run))
     raw = how == "none" or emb.reads_mixtures  # a distilled student reads the raw mixtures
     also = sep if emb.reads_mixtures and how != "mixture" else None  # its enrolment: raw and separated, averaged
-    return score(emb, Path(a.proto), held, None if raw else sep, cache, enrol_separated=also)
+    return score(emb, Path(a.proto), held, None if raw else sep, cache, enrol_separated=also, protocols=a.protocols)
 
 
 def peer_scores(peer: dict, held: list[str]) -> dict[str, dict]:
@@ -128,11 +128,12 @@ def peer_scores(peer: dict, held: list[str]) -> dict[str, dict]:
 
 
 def table(results: dict) -> str:
-    lines = ["| system | " + " | ".join(f"{p} top-1 (mean ± std over folds; pooled)" for p in PROTOCOLS) + " |",
-             "|---" * (len(PROTOCOLS) + 1) + "|"]
+    protocols = [p for p in PROTOCOLS if any(p in f for folds in results.values() for f in folds)]
+    lines = ["| system | " + " | ".join(f"{p} top-1 (mean ± std over folds; pooled)" for p in protocols) + " |",
+             "|---" * (len(protocols) + 1) + "|"]
     for system, folds in results.items():
         cells = []
-        for p in PROTOCOLS:
+        for p in protocols:
             per = [100 * f[p]["top1"] for f in folds if f[p]["n"]]
             pooled = 100 * np.mean([h for f in folds for h in f[p]["hits"]])
             cells.append(f"{np.mean(per):.1f} ± {np.std(per):.1f}; {pooled:.1f}")
@@ -202,6 +203,8 @@ def main() -> None:
                     help="another trained system: extra `singerid train` arguments, e.g. 'lr3=--lr 0.003'; {fold} is "
                          "replaced by the fold's number (a per-fold teacher: '--teacher runs/fold{fold}/scoring')")
     ap.add_argument("--peer", help="JSON from benchmarks/peer_resemblyzer.py --json")
+    ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS,
+                    help="score these protocols only (e.g. P3 on benchmarks/dense_p3.py's folder, which has no other)")
     ap.add_argument("--paired", metavar="[RESULTS_JSON:]NAME",
                     help="also compare every system's per-query P3 answers with this one's (e.g. "
                          "/tmp/folds5/results.json:scoring, the teacher with Spleeter)")
@@ -236,12 +239,12 @@ def main() -> None:
                 e, q = (load_embedder("voice") if n == "voice" else load_embedder(checkpoint=str(fold / n))
                         for n in system.split(":"))
                 r = score(e, Path(a.proto), held, None if e.reads_mixtures else sep, cache, q,
-                          None if q.reads_mixtures else sep)
+                          None if q.reads_mixtures else sep, protocols=a.protocols)
             else:
                 r = score_system(system, fold, train_csv, k, extra, a, sep, cache, held)
             results.setdefault(system, {})[str(k)] = r
             results_file.write_text(json.dumps(results))
-            print(f"  {system:10s} " + "  ".join(f"{p} {100 * r[p]['top1']:5.1f}" for p in PROTOCOLS)
+            print(f"  {system:10s} " + "  ".join(f"{p} {100 * r[p]['top1']:5.1f}" for p in a.protocols)
                   + f"  ({time.time() - t0:.0f} s)", flush=True)
         if a.peer and Path(a.peer).is_file():
             results.setdefault("resemblyzer", {})[str(k)] = peer_scores(json.loads(Path(a.peer).read_text()), held)
