@@ -23,7 +23,9 @@ from singerid.train.distill import (
     DistillBatches,
     TeacherBank,
     backend_map,
+    cloned_files,
     distill_loss,
+    draw_weights,
     instrumental_files,
     load_teacher,
     mean_voice,
@@ -164,6 +166,29 @@ def test_a_layered_accompaniment_is_two_instrumentals_the_second_under_the_first
     off, default = batch(0.0), DistillBatches(vocals, insts, batch=8, seed=0, steps=1, seconds=2.0)[0]
     for k in ("mixture", "vocal", "accompaniment", "vda"):
         assert torch.equal(off[k], default[k])
+
+
+def test_a_real_share_splits_the_draws_between_real_voices_and_clones():
+    """--distill-real: real stems get that share of the draws and clones the rest, each file in proportion to its
+    length within its kind; unset, every file in proportion to its length, the batches as before."""
+    vocals = [("/a/real1.flac", "A", 10.0), ("/a/real2.flac", "A", 30.0), ("/a/clone.flac", "A", 60.0)]
+    table = pd.DataFrame({"path": [p for p, _, _ in vocals], "stem": "vocals", "vocals_path": "",
+                          "kind": ["real", "real", "cloned"]})
+    cloned = cloned_files(table)
+    assert cloned == {"/a/clone.flac"}
+    assert np.allclose(draw_weights(vocals), [0.1, 0.3, 0.6])
+    assert np.allclose(draw_weights(vocals, 0.5, cloned), [0.125, 0.375, 0.5])
+    assert np.allclose(draw_weights(vocals, 1.0, cloned), [0.25, 0.75, 0.0])
+
+    def drawn(**kw):
+        return [p for step in range(50) for p, _, _ in DistillBatches(vocals, [], 8, 0, 50, 2.0, **kw).plan(step)]
+
+    assert "/a/clone.flac" not in drawn(real=1.0, cloned=cloned)
+    assert drawn() == drawn(cloned=cloned)  # no share asked: the draws do not change
+    with pytest.raises(ValueError, match="cloned vocal stems, and the pool has none"):
+        draw_weights(vocals, 0.5, set())
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        draw_weights(vocals, 1.5, cloned)
 
 
 def test_vocal_stretch_gives_teacher_and_student_the_same_new_voice(synth_catalogue, tmp_path):

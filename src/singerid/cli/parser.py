@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distill-layered", type=float, default=0.0, metavar="SHARE",
                    help="distill: share of accompaniments made of two instrumentals, the second 0-12 dB under the "
                         "first (band textures none of the instrumentals has alone; default 0: off)")
+    t.add_argument("--distill-real", type=float, metavar="SHARE",
+                   help="distill: share of the vocal windows drawn from real voices' stems, the rest from the "
+                        "table's clones (kind=cloned), each file in proportion to its length within its kind "
+                        "(default: every file in proportion to its length; a clone-heavy table then teaches mostly "
+                        "what the teacher does on converted voices)")
     t.add_argument("--distill-vocal-stretch", type=float, nargs=2, metavar=("LO", "HI"),
                    help="distill: each vocal window resampled by a random factor in [LO, HI], heard so by teacher and "
                         "student (voices of other pitches and timbres than the training singers'; e.g. 0.85 1.2; "

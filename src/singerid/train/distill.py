@@ -92,6 +92,13 @@ def vocal_files(tracks: pd.DataFrame) -> list[tuple[str, str, float]]:
     return out
 
 
+def cloned_files(tracks: pd.DataFrame) -> set[str]:
+    """The vocal stems of the table's cloned (AI-converted) tracks."""
+    if "kind" not in tracks:
+        return set()
+    return {v for _, r in tracks[tracks["kind"] == "cloned"].iterrows() if (v := vocal_source(r))}
+
+
 def more_vocal_files(specs: tuple[str, ...] | None, known: list[tuple[str, str, float]]) -> list[tuple[str, str, float]]:
     """`known` plus the vocal stems of `specs` (tables: their vocal stems; folders: every audio file, singer unknown),
     each file once: voices for the label-free terms beyond the training table's singers."""
@@ -144,6 +151,23 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
 
 
+def draw_weights(vocals: list[tuple[str, str, float]], real: float | None = None,
+                 cloned: set[str] = frozenset()) -> np.ndarray:
+    """Each vocal file's probability of being drawn: in proportion to its length; with `real`, the files not in
+    `cloned` share that much of the mass (each in proportion to its length within its kind), the clones the rest."""
+    w = np.array([d for _, _, d in vocals], float)
+    if real is None:
+        return w / w.sum()
+    if not 0.0 <= real <= 1.0:
+        raise ValueError(f"the real voices' share must be in [0, 1], not {real}")
+    is_clone = np.array([p in cloned for p, _, _ in vocals])
+    for mass, part, kind in ((real, ~is_clone, "real"), (1.0 - real, is_clone, "cloned")):
+        if mass > 0 and not part.any():
+            raise ValueError(f"a share of {mass:.2f} of the draws asked of {kind} vocal stems, and the pool has none")
+        w[part] *= mass / max(w[part].sum(), 1e-12)
+    return w / w.sum()
+
+
 class DistillBatches(Dataset):
     """Index = step → {"mixture" [B, T], "vocal" [B, T], "accompaniment" [B, T], "vda" [B], "singers" [B]}.
 
@@ -161,15 +185,14 @@ class DistillBatches(Dataset):
                  seed: int, steps: int, seconds: float, vda_db: tuple[float, float] = (-6.0, 12.0),
                  sample_rate: int = 16000, augment=None, pairs: PairBatches | None = None, clean: float = 0.0,
                  stretch: tuple[float, float] | None = None, vocal_stretch: tuple[float, float] | None = None,
-                 layered: float = 0.0):
+                 layered: float = 0.0, real: float | None = None, cloned: set[str] = frozenset()):
         if vocal_stretch and pairs is not None:
             raise ValueError("a vocal stretch changes the voice: it cannot be combined with same-singer pairs "
                              "(--distill-contrastive)")
         self.vocals, self.insts, self.batch, self.seed, self.steps = vocals, instrumentals, batch, seed, steps
         self.clean, self.stretch, self.vocal_stretch, self.layered = clean, stretch, vocal_stretch, layered
         self.seconds, self.vda_db, self.sr, self.augment, self.pairs = seconds, tuple(vda_db), sample_rate, augment, pairs
-        w = np.array([d for _, _, d in vocals], float)
-        self.weights = w / w.sum()  # a file is drawn in proportion to its length
+        self.weights = draw_weights(vocals, real, cloned)
         self.durations = {p: d for p, _, d in vocals}
 
     def __len__(self) -> int:

@@ -33,6 +33,7 @@ from .distill import (
     instrumental_files,
     load_teacher,
     mean_voice,
+    cloned_files,
     more_vocal_files,
     split_instrumentals,
     step_loss,
@@ -88,7 +89,8 @@ def _datasets(cfg, tracks: pd.DataFrame, sr: int) -> tuple[DistillBatches, Disti
     n = 2 * cfg.batch_pairs
     train_ds = DistillBatches(vocals, train_i, n, cfg.seed, total, cfg.seconds, cfg.vda, sr, aug, pairs,
                               clean=cfg.distill_clean, stretch=cfg.distill_stretch,
-                              vocal_stretch=cfg.distill_vocal_stretch, layered=cfg.distill_layered)
+                              vocal_stretch=cfg.distill_vocal_stretch, layered=cfg.distill_layered,
+                              real=cfg.distill_real, cloned=cloned_files(tracks))
     val_ds = DistillBatches(vocals, val_i, n, cfg.seed + 1_000_003, cfg.val_steps, cfg.seconds, cfg.vda, sr)
     info = {"vocal_stems": len(vocals), "vocal_hours": round(sum(d for _, _, d in vocals) / 3600, 2),
             "instrumentals_train": [p for p, _ in train_i],
@@ -185,7 +187,7 @@ def distill(cfg) -> Path:
             "distilled": {**tdesc, "vda_db": list(cfg.vda), "loss": cfg.distill_loss, "nce_weight": cfg.distill_nce,
                           "gaps": cfg.distill_gaps, "contrastive_weight": cfg.distill_contrastive,
                           "clean_share": cfg.distill_clean, "stretch": cfg.distill_stretch,
-                          "layered": cfg.distill_layered, "target": cfg.distill_target,
+                          "layered": cfg.distill_layered, "real": cfg.distill_real, "target": cfg.distill_target,
                           "vocal_stretch": cfg.distill_vocal_stretch, "more_vocals": cfg.distill_vocals,
                           "bank": cfg.distill_bank, "frames_weight": cfg.distill_frames,
                           "space": cfg.distill_space, "ema": cfg.ema}}

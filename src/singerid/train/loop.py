@@ -93,6 +93,7 @@ class TrainConfig:
     distill_vocal_stretch: tuple[float, float] | None = None  # vocals resampled so (new voices; None: off)
     distill_target: str = "clean"  # what the teacher reads: the clean vocal, or the mixture through spleeter
     distill_layered: float = 0.0  # share of accompaniments made of two instrumentals, one 0–12 dB under the other
+    distill_real: float | None = None  # share of vocal windows drawn from real (not cloned) stems (None: by length)
     distill_bank: int = 0  # teacher units kept from earlier batches for the neighbourhood term (0: off)
     distill_frames: float = 0.0  # weight of the frame-level term: the top LSTM layer's outputs of voiced units (0: off)
     distill_vocals: tuple[str, ...] | None = None  # more vocal stems (tables / folders) for the label-free terms
