@@ -26,6 +26,10 @@ each read as above: a catalogue its teacher enrolled through Spleeter, queried b
 
 `--paired [RESULTS_JSON:]NAME` adds each system's per-query P3 comparison with NAME (McNemar; a bootstrap interval
 that resamples held-out singers with all their queries).
+`--protocols P3` (or any subset) scores only those: `benchmarks/mixed_protocols.py`'s folder (P3's clones on every
+held-out instrumental, P1a/P1b's real songs on them) has no P2. A run folder that already holds a finished checkpoint
+(`config.json`, or a training run's `latest.json`) is scored as it is, so checkpoints of another `--out` can be
+linked in and scored on another protocol folder.
 
     python benchmarks/dev_folds.py --proto /tmp/proto --out /tmp/folds [--peer /tmp/peer.json] [--systems voice scoring adapted]
 """
