@@ -24,7 +24,7 @@ soup, e.g. one recipe trained with two seeds).
 `ENROL:QUERY` (e.g. `scoring:student4`) enrols with one system and queries with another of the same embedding space,
 each read as above: a catalogue its teacher enrolled through Spleeter, queried by a distilled student on raw mixtures.
 
-`--paired [RESULTS_JSON:]NAME` adds each system's per-query P3 comparison with NAME (McNemar; a bootstrap interval
+`--paired [RESULTS_JSON:]NAME` adds each system's per-query comparison with NAME on each scored protocol (McNemar; a bootstrap interval
 that resamples held-out singers with all their queries).
 `--protocols P3` (or any subset) scores only those: `benchmarks/mixed_protocols.py`'s folder (P3's clones on every
 held-out instrumental, P1a/P1b's real songs on them) has no P2. A run folder that already holds a finished checkpoint
@@ -208,9 +208,9 @@ def main() -> None:
                          "replaced by the fold's number (a per-fold teacher: '--teacher runs/fold{fold}/scoring')")
     ap.add_argument("--peer", help="JSON from benchmarks/peer_resemblyzer.py --json")
     ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS,
-                    help="score these protocols only (e.g. P3 on benchmarks/dense_p3.py's folder, which has no other)")
+                    help="score these protocols only (e.g. P1a P1b P3 on benchmarks/mixed_protocols.py's folder, which has no P2)")
     ap.add_argument("--paired", metavar="[RESULTS_JSON:]NAME",
-                    help="also compare every system's per-query P3 answers with this one's (e.g. "
+                    help="also compare every system's per-query answers with this one's, per protocol (e.g. "
                          "/tmp/folds5/results.json:scoring, the teacher with Spleeter)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -258,8 +258,11 @@ def main() -> None:
     if a.paired:
         path, _, name = a.paired.rpartition(":")
         ref = json.loads(Path(path).read_text()) if path else results
-        who = query_singers(Path(a.proto), folds, {**results, name: ref[name]})
-        md += "\n\n" + paired(results, ref[name], who if len(who) == len(folds) else None)
+        for p in a.protocols:  # those the reference was scored on
+            if all(p in f for f in ref[name].values()):
+                scored = {s: v for s, v in results.items() if all(p in f for f in v.values())}
+                who = query_singers(Path(a.proto), folds, {**scored, name: ref[name]}, p)
+                md += "\n\n" + paired(scored, ref[name], who if len(who) == len(folds) else None, p)
     (out / "table.md").write_text(md + "\n")
     print(md)
 
