@@ -25,7 +25,8 @@ soup, e.g. one recipe trained with two seeds).
 each read as above: a catalogue its teacher enrolled through Spleeter, queried by a distilled student on raw mixtures.
 
 `--paired [RESULTS_JSON:]NAME` adds each system's per-query comparison with NAME on each scored protocol (McNemar; a bootstrap interval
-that resamples held-out singers with all their queries).
+that resamples held-out singers with all their queries); `--by-corpus` pools each protocol per corpus of the queried
+singers (the students' real-voice loss is on GTSinger's, see docs/results.md).
 `--protocols P3` (or any subset) scores only those: `benchmarks/mixed_protocols.py`'s folder (P3's clones on every
 held-out instrumental, P1a/P1b's real songs on them) has no P2. A run folder that already holds a finished checkpoint
 (`config.json`, or a training run's `latest.json`) is scored as it is, so checkpoints of another `--out` can be
@@ -181,6 +182,19 @@ def paired(results: dict, reference: dict, singers: dict[str, list[str]] | None 
     return "\n".join(lines)
 
 
+def by_corpus(results: dict, who: dict[str, list[str]], corpus: dict[str, str], protocol: str) -> str:
+    """Pooled top-1 per corpus of the queried singers (e.g. GTSinger against NUS-48E), from the stored hits."""
+    names = sorted({corpus.get(s, "?") for v in who.values() for s in v})
+    lines = [f"| system, {protocol} by corpus | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for system, folds in results.items():
+        common = sorted(set(folds) & set(who))
+        hits = np.concatenate([folds[k][protocol]["hits"] for k in common]).astype(float)
+        of = np.array([corpus.get(s, "?") for k in common for s in who[k]])
+        lines.append(f"| {system} | " + " | ".join(f"{100 * hits[of == c].mean():.1f} ({(of == c).sum()})"
+                                                   if (of == c).any() else "–" for c in names) + " |")
+    return "\n".join(lines)
+
+
 def query_singers(proto: Path, folds: list[list[str]], results: dict, protocol: str = "P3") -> dict[str, list[str]]:
     """Fold → the singer of each of its scored queries, in `score`'s order (the protocol's query list, held-out
     singers only); folds whose scored count differs (an unreadable query dropped) are left out."""
@@ -212,6 +226,8 @@ def main() -> None:
     ap.add_argument("--paired", metavar="[RESULTS_JSON:]NAME",
                     help="also compare every system's per-query answers with this one's, per protocol (e.g. "
                          "/tmp/folds5/results.json:scoring, the teacher with Spleeter)")
+    ap.add_argument("--by-corpus", action="store_true",
+                    help="also pool each protocol's top-1 per corpus of the queried singers (GTSinger, NUS-48E)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from singerid import cpu
@@ -263,6 +279,11 @@ def main() -> None:
                 scored = {s: v for s, v in results.items() if all(p in f for f in v.values())}
                 who = query_singers(Path(a.proto), folds, {**scored, name: ref[name]}, p)
                 md += "\n\n" + paired(scored, ref[name], who if len(who) == len(folds) else None, p)
+    if a.by_corpus:
+        corpus = dict(zip(tracks["singer"], tracks["corpus"]))
+        for p in a.protocols:
+            scored = {s: v for s, v in results.items() if all(p in f for f in v.values())}
+            md += "\n\n" + by_corpus(scored, query_singers(Path(a.proto), folds, scored, p), corpus, p)
     (out / "table.md").write_text(md + "\n")
     print(md)
 
