@@ -12,7 +12,6 @@ the evaluation cache (`dev_folds.py` fills it).
     python benchmarks/mixture_fidelity.py --proto /tmp/proto --mixed /tmp/proto_mixed \\
         --teacher /tmp/mixed/fold{fold}/teacher --student soup16x2=/tmp/dfolds/fold{fold}/soup16x2 --protocols P1a P3
 
-(The cache is per checkpoint folder *name*: give the folders dev_folds.py scored the mixed protocols with.)
 """
 from __future__ import annotations
 

@@ -345,3 +345,22 @@ def test_raw_head_input_keeps_norms_in_the_cache(tmp_path):
     with torch.inference_mode():
         raw = emb.model.encode(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(w.features(raw=True), raw, rtol=1e-4, atol=1e-5)
+
+
+def test_the_cache_follows_a_checkpoints_weights_not_its_folder_name(tmp_path):
+    """The same checkpoint under another folder name (linked, copied, renamed) finds its embeddings in the cache;
+    other weights or another configuration do not."""
+    import shutil
+
+    from singerid.embed import ModelEmbedder
+    from singerid.eval.cache import model_key
+    from singerid.models import get_config
+
+    a = save_model(tmp_path / "run", create_model("tiny", seed=0))
+    shutil.copytree(tmp_path / "run", tmp_path / "renamed")
+    key = model_key(ModelEmbedder.from_checkpoint(a, "cpu"))
+    assert model_key(ModelEmbedder.from_checkpoint(tmp_path / "renamed", "cpu")) == key
+    assert model_key(ModelEmbedder.from_checkpoint(save_model(tmp_path / "other", create_model("tiny", seed=1)), "cpu")) != key
+    cfg = get_config("tiny")
+    cfg.head_input = "raw"  # same weights' shapes, another configuration
+    assert model_key(ModelEmbedder.from_checkpoint(save_model(tmp_path / "raw", create_model(cfg, seed=0)), "cpu")) != key

@@ -3,6 +3,7 @@ runs and commands. One small .npz per file, keyed by the file's path, size and m
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -70,11 +71,15 @@ class _RawOutputs:
 
 
 def model_key(embedder: Embedder) -> str:
-    """Identifies the weights as well as the name (a retrained checkpoint never reuses stale embeddings)."""
-    parts = [embedder.name, str(embedder.dim), str(embedder.window_seconds), "vocal-windows-v5"]
+    """Identifies the weights as well as the model (a retrained checkpoint never reuses stale embeddings). A checkpoint
+    is its configuration and weights, not its folder's name: a run linked, copied or renamed keeps its cache."""
+    model = getattr(embedder, "model", None)
+    name, cfg = embedder.name, getattr(model, "cfg", None)
+    if name.startswith("checkpoint:") and hasattr(cfg, "to_dict"):
+        name = "checkpoint:" + hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+    parts = [name, str(embedder.dim), str(embedder.window_seconds), "vocal-windows-v5"]
     if reads_raw(embedder):
         parts.append("raw-norms")
-    model = getattr(embedder, "model", None)
     if model is not None:
         h = hashlib.sha1()
         for t in model.state_dict().values():  # every weight: a fine-tune may leave the first layers frozen
