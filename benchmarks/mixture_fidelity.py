@@ -78,16 +78,15 @@ def main() -> None:
             systems |= {n: (load_embedder(checkpoint=c.format(fold=k)), None)
                         for n, c in (s.split("=", 1) for s in a.student)}
             r = np.stack([ref[i] for i in m["src"]])
-            for name, (e, s) in systems.items():
-                x = tracks_of(e, m["path"], s)
+            for name, (embedder, separator) in systems.items():
+                x = tracks_of(embedder, m["path"], separator)
                 for space, f in spaces.items():
                     cos = (unit(f(x)) * unit(f(r))).sum(1)
-                    rows += [(p, name, space, corpus[c], v) for c, v in zip(m["singer"], cos)]
-            c = unit(teacher.backend.apply(np.stack([ref[i] for i in src])))  # crowding among the clean readings
+                    rows += [(p, name, space, corpus[singer], v) for singer, v in zip(m["singer"], cos)]
+            u = unit(teacher.backend.apply(np.stack([ref[i] for i in src])))  # crowding among the clean readings
             who = clean["singer"].iloc[src].to_numpy()
-            sim = c @ c.T
-            for i, s in enumerate(who):
-                crowd.append((p, corpus[s], sim[i][who != s].max()))
+            sim = u @ u.T
+            crowd += [(p, corpus[singer], sim[i][who != singer].max()) for i, singer in enumerate(who)]
     d = pd.DataFrame(rows, columns=["protocol", "system", "space", "corpus", "cos"])
     for p in a.protocols:
         t = d[d["protocol"] == p].groupby(["space", "system", "corpus"], sort=False)["cos"].mean().unstack()
