@@ -24,9 +24,9 @@ soup, e.g. one recipe trained with two seeds).
 `ENROL:QUERY` (e.g. `scoring:student4`) enrols with one system and queries with another of the same embedding space,
 each read as above: a catalogue its teacher enrolled through Spleeter, queried by a distilled student on raw mixtures.
 
-`--paired [RESULTS_JSON:]NAME` adds each system's per-query comparison with NAME on each scored protocol (McNemar; a bootstrap interval
-that resamples held-out singers with all their queries); `--by-corpus` pools each protocol per corpus of the queried
-singers (the students' real-voice loss is on GTSinger's, see docs/results.md).
+`--paired [RESULTS_JSON:]NAME` adds each system's per-query comparison with NAME on each scored protocol (McNemar;
+a bootstrap interval that resamples held-out singers with all their queries); `--by-corpus` pools each protocol per
+corpus of the queried singers (the students' real-voice loss is largest on GTSinger's, see docs/results.md).
 `--protocols P3` (or any subset) scores only those: `benchmarks/mixed_protocols.py`'s folder (P3's clones on every
 held-out instrumental, P1a/P1b's real songs on them) has no P2. A run folder that already holds a finished checkpoint
 (`config.json`, or a training run's `latest.json`) is scored as it is, so checkpoints of another `--out` can be

@@ -58,25 +58,26 @@ def main() -> None:
     corpus = dict(zip(tracks["singer"], tracks["corpus"]))
     sep = load_separator("spleeter", "cpu", home() / "separated")
     cache = str(home() / "embeddings")
+    clean = {p: pd.read_csv(Path(a.proto) / f"{SOURCE[p]}_query.csv") for p in a.protocols}
+    mixed = {p: pd.read_csv(Path(a.mixed) / f"{p}_query.csv") for p in a.protocols}
+    for m in mixed.values():
+        m["src"] = [int(re.search(r"_(\d{4})_\d\d\.\w+$", s).group(1)) for s in m["path"]]
+
+    def tracks_of(embedder, paths, separator) -> np.ndarray:
+        return np.stack([w.track for w in embed_files(embedder, list(paths), cache, separator=separator,
+                                                      progress=False)])
+
     rows, crowd = [], []
-    for p in a.protocols:
-        clean = pd.read_csv(Path(a.proto) / f"{SOURCE[p]}_query.csv")
-        mixed = pd.read_csv(Path(a.mixed) / f"{p}_query.csv")
-        mixed["src"] = [int(re.search(r"_(\d{4})_\d\d\.\w+$", s).group(1)) for s in mixed["path"]]
-        for k, held in enumerate(folds_of(tracks, a.folds)):
-            m = mixed[mixed["singer"].isin(held)]
+    for k, held in enumerate(folds_of(tracks, a.folds)):  # each fold's models loaded once
+        teacher = load_embedder(checkpoint=a.teacher.format(fold=k))
+        systems = {"teacher + Spleeter": (teacher, sep), "teacher, raw mixture": (teacher, None)}
+        systems |= {n: (load_embedder(checkpoint=c.format(fold=k)), None)
+                    for n, c in (s.split("=", 1) for s in a.student)}
+        spaces = {"backend": teacher.backend.apply, "raw": lambda x: x}
+        for p in a.protocols:
+            m = mixed[p][mixed[p]["singer"].isin(held)]
             src = sorted(set(m["src"]))
-            teacher = load_embedder(checkpoint=a.teacher.format(fold=k))
-            spaces = {"backend": teacher.backend.apply, "raw": lambda x: x}
-
-            def tracks_of(embedder, paths, separator):
-                return np.stack([w.track for w in embed_files(embedder, list(paths), cache, separator=separator,
-                                                              progress=False)])
-
-            ref = dict(zip(src, tracks_of(teacher, clean["path"].iloc[src], sep)))  # the teacher on the clean voice
-            systems = {"teacher + Spleeter": (teacher, sep), "teacher, raw mixture": (teacher, None)}
-            systems |= {n: (load_embedder(checkpoint=c.format(fold=k)), None)
-                        for n, c in (s.split("=", 1) for s in a.student)}
+            ref = dict(zip(src, tracks_of(teacher, clean[p]["path"].iloc[src], sep)))  # the teacher, clean voice
             r = np.stack([ref[i] for i in m["src"]])
             for name, (embedder, separator) in systems.items():
                 x = tracks_of(embedder, m["path"], separator)
@@ -84,7 +85,7 @@ def main() -> None:
                     cos = (unit(f(x)) * unit(f(r))).sum(1)
                     rows += [(p, name, space, corpus[singer], v) for singer, v in zip(m["singer"], cos)]
             u = unit(teacher.backend.apply(np.stack([ref[i] for i in src])))  # crowding among the clean readings
-            who = clean["singer"].iloc[src].to_numpy()
+            who = clean[p]["singer"].iloc[src].to_numpy()
             sim = u @ u.T
             crowd += [(p, corpus[singer], sim[i][who != singer].max()) for i, singer in enumerate(who)]
     d = pd.DataFrame(rows, columns=["protocol", "system", "space", "corpus", "cos"])

@@ -113,8 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distill-real", type=float, metavar="SHARE",
                    help="distill: share of the vocal windows drawn from real voices' stems, the rest from the "
                         "table's clones (kind=cloned), each file in proportion to its length within its kind "
-                        "(default: every file in proportion to its length; a clone-heavy table then teaches mostly "
-                        "what the teacher does on converted voices)")
+                        "(default: every file in proportion to its length)")
     t.add_argument("--distill-vocal-stretch", type=float, nargs=2, metavar=("LO", "HI"),
                    help="distill: each vocal window resampled by a random factor in [LO, HI], heard so by teacher and "
                         "student (voices of other pitches and timbres than the training singers'; e.g. 0.85 1.2; "
