@@ -44,6 +44,7 @@ def main() -> None:
                     help="a distilled student's checkpoints, {fold} for the fold's number")
     ap.add_argument("--protocols", nargs="+", default=["P1a", "P3"], choices=sorted(SOURCE))
     ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--only", type=int, nargs="+", metavar="K", help="these folds only (e.g. a pilot's fold 0)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     from singerid import cpu
@@ -69,6 +70,8 @@ def main() -> None:
 
     rows, crowd = [], []
     for k, held in enumerate(folds_of(tracks, a.folds)):  # each fold's models loaded once
+        if a.only is not None and k not in a.only:
+            continue
         teacher = load_embedder(checkpoint=a.teacher.format(fold=k))
         systems = {"teacher + Spleeter": (teacher, sep), "teacher, raw mixture": (teacher, None)}
         systems |= {n: (load_embedder(checkpoint=c.format(fold=k)), None)

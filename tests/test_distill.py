@@ -703,6 +703,71 @@ def test_a_pre_net_starts_as_the_identity_trains_and_is_rebuilt_from_the_checkpo
         assert not torch.equal(student.encode(wave), teacher.encode(wave))
 
 
+@pytest.mark.parametrize("widen", [{"input": "stft"}, {"fine": 1024}], ids=["stft", "fine"])
+def test_a_student_that_sees_more_than_the_mel_starts_as_its_teacher_learns_and_is_rebuilt(
+        widen, synth_catalogue, tmp_path):
+    """`--distill-input stft` (the LSTM reads the 201-bin STFT power; its first layer is the teacher's mapped through
+    the mel filterbank) and `--distill-fine 1024` (beside the mel, a 64-ms STFT up to 4 kHz, zero-initialised
+    weights): before training the student embeds as its teacher (to float rounding); the new input weights learn;
+    the checkpoint rebuilds the wider encoder; a mel gate with the STFT input is refused."""
+    from singerid.models import get_config, load_model
+    from singerid.models.ge2e import N_FFT, N_MELS, fine_bins, input_state
+    from singerid.train.distill_run import add_prenet, widen_input
+
+    cfg = get_config("voice")
+    cfg.pretrained = None
+    teacher = create_model(cfg, seed=0).eval()
+    save_model(tmp_path / "teacher", teacher, {"note": "test GE2E teacher"})
+    wide = copy.deepcopy(teacher)
+    widen_input(wide, **widen)
+    width = (N_FFT // 2 + 1 if widen.get("input") == "stft" else N_MELS) + fine_bins(widen.get("fine", 0))
+    assert wide.encoder.lstm.input_size == width and teacher.encoder.lstm.input_size == N_MELS
+    assert {k: wide.cfg.encoder[k] for k in widen} == widen
+    wave = torch.from_numpy(np.random.default_rng(1).standard_normal((2, 40000)).astype(np.float32) * 0.1)
+    with torch.no_grad():
+        torch.testing.assert_close(wide.encode(wave), teacher.encode(wave), atol=1e-5, rtol=1e-4)
+    rebuilt = create_model(wide.cfg)
+    rebuilt.encoder.load_state_dict(input_state(teacher.encoder.state_dict(), **widen))
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.encode(wave), teacher.encode(wave), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="input must be mel or stft"):
+        create_model({**wide.cfg.to_dict(), "encoder": {**wide.cfg.encoder, "input": "cqt"}})
+    gated = copy.deepcopy(teacher)
+    add_prenet(gated, 8)
+    with pytest.raises(ValueError, match="one or the other"):
+        widen_input(gated, input="stft")
+
+    out = tmp_path / "run"
+    train(TrainConfig(manifest=str(synth_catalogue), out=str(out), mode="distill", model="voice",
+                      teacher=str(tmp_path / "teacher"), batch_pairs=4, lr=1e-3, encoder_lr=1e-3, epoch_steps=3,
+                      val_steps=1, max_epochs=1, num_workers=0, device="cpu", seed=0, seconds=3.2,
+                      instrumentals=str(_instrumentals(synth_catalogue, tmp_path)),
+                      distill_input=widen.get("input", "mel"), distill_fine=widen.get("fine", 0), scoring="none"))
+    student = load_model(out / "checkpoints" / "step_00000003")
+    assert {k: student.cfg.encoder[k] for k in widen} == widen
+    moved = (student.encoder.lstm.weight_ih_l0 - wide.encoder.lstm.weight_ih_l0).detach()
+    assert float(moved[:, N_MELS:].abs().max()) > 0  # the weights of what the teacher never saw learned
+    meta = json.loads((out / "checkpoints" / "step_00000003" / "config.json").read_text())
+    assert (meta["distilled"]["input"], meta["distilled"]["fine"]) == (widen.get("input", "mel"), widen.get("fine", 0))
+
+
+def test_the_pretrained_voice_encoder_reading_more_than_the_mel_embeds_as_the_40_band_one():
+    """`voice` with `input: stft` and a fine view: the wheel's 40-band weights are converted on loading, same
+    embeddings."""
+    try:
+        locate("voice")
+    except WeightsMissing:
+        pytest.skip("voice weights not fetched (singerid fetch-weights)")
+    from singerid.models import get_config
+
+    cfg = get_config("voice")
+    cfg.encoder = {**cfg.encoder, "input": "stft", "fine": 1024}
+    wave = torch.from_numpy(np.random.default_rng(2).standard_normal((1, 32000)).astype(np.float32) * 0.1)
+    with torch.no_grad():
+        torch.testing.assert_close(create_model(cfg).encode(wave), create_model("voice").encode(wave),
+                                   atol=1e-5, rtol=1e-4)
+
+
 def test_the_frame_term_teaches_every_frame_of_the_voiced_units(synth_catalogue, tmp_path):
     """`--distill-frames`: the top LSTM layer's output at each of a voiced unit's 160 frames, student on the mixture
     against teacher on the clean vocal; zero for identical frames, only the voiced units counted, Adam steps lower

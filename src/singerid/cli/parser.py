@@ -133,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distill (GE2E students): add a learned gain per mel band and frame, read from the STFT by C "
                         "channels of dilated convolutions, in front of the LSTM; it starts as the identity "
                         "(default: 0, none)")
+    t.add_argument("--distill-input", choices=("mel", "stft"), default="mel",
+                   help="distill (GE2E students): what the student's LSTM reads: the 40-band mel, as its teacher "
+                        "(default), or the 201-bin STFT power the mel is made from; `stft` starts exactly as the "
+                        "teacher (its first layer mapped through the filterbank) and can learn finer spectral detail")
+    t.add_argument("--distill-fine", type=int, default=0, metavar="N",
+                   help="distill (GE2E students): beside the mel, let the student's LSTM read the log power of an "
+                        "N-sample STFT (e.g. 1024: 16-Hz bins that resolve a voice's harmonics), zero-initialised so "
+                        "that it starts as the teacher (default: 0, none)")
     t.add_argument("--val-instrumentals", type=int, default=0, metavar="N",
                    help="distill: hold N instrumentals out; the validation cosine to the teacher is measured on them "
                         "(0: on the training instrumentals)")

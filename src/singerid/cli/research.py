@@ -29,6 +29,8 @@ def cmd_train(a) -> int:
         distill_vocal_stretch=tuple(a.distill_vocal_stretch) if a.distill_vocal_stretch else None,
         distill_layered=a.distill_layered, distill_real=a.distill_real, distill_target=a.distill_target,
         distill_prenet=a.distill_prenet,
+        distill_input=a.distill_input,
+        distill_fine=a.distill_fine,
         distill_vocals=tuple(a.distill_vocals) if a.distill_vocals else None,
         distill_bank=a.distill_bank, distill_frames=a.distill_frames,
         val_instrumentals=a.val_instrumentals,

@@ -108,9 +108,10 @@ def create_model(name_or_cfg: str | ModelConfig | dict, seed: int | None = None)
         torch.manual_seed(seed)
     model = SingerModel(cfg)
     if cfg.pretrained:
-        from .ge2e import pretrained_state
+        from .ge2e import input_state, pretrained_state
 
-        missing, unexpected = model.encoder.load_state_dict(pretrained_state(cfg.pretrained), strict=False)
+        state = input_state(pretrained_state(cfg.pretrained), model.encoder.input, model.encoder.fine)
+        missing, unexpected = model.encoder.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("prenet.")]  # a pre-net is never pretrained
         if missing or unexpected:
             raise RuntimeError(f"pretrained {cfg.pretrained!r} weights do not fit: missing {missing}, unexpected {unexpected}")

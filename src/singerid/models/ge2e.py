@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 SR, N_FFT, HOP, N_MELS, PARTIAL, RATE, MIN_COVERAGE = 16000, 400, 160, 40, 160, 1.3, 0.75
 TARGET_DBFS = -30.0
+# A fine view's log10 power is standardised by these (measured on dev mixtures at -30 dBFS) and scaled down towards
+# the mel power's magnitude, so that its zero-initialised weights learn at a pace comparable to the mel's.
+FINE_MEAN, FINE_STD, FINE_SCALE = -3.0, 1.6, 0.1
 
 
 def slaney_mel_filterbank(sr: int = SR, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
@@ -60,6 +63,13 @@ def pad_to_partials(wave: Tensor) -> Tensor:
     return F.pad(wave, (0, max(0, (partial_starts(wave.shape[-1])[-1] + PARTIAL) * HOP - wave.shape[-1])))
 
 
+def stft_power(wave: Tensor, window: Tensor) -> Tensor:
+    """[B, T] → [B, frames, n_fft // 2 + 1] power of the centred, zero-padded STFT at the 10-ms hop (n_fft = the
+    window's length; frames = T // 160 + 1 whatever the window)."""
+    spec = torch.stft(wave, len(window), HOP, window=window, center=True, pad_mode="constant", return_complex=True)
+    return (spec.abs() ** 2).transpose(1, 2)
+
+
 class VoiceMel(nn.Module):
     """wave [B, T] at 16 kHz → [B, frames, 40] mel power (librosa: centred, zero-padded STFT), after raising quiet
     audio to -30 dBFS (Resemblyzer's preprocessing, per example)."""
@@ -69,14 +79,17 @@ class VoiceMel(nn.Module):
         self.register_buffer("window", torch.hann_window(N_FFT, periodic=True), persistent=False)
         self.register_buffer("fb", torch.from_numpy(slaney_mel_filterbank()), persistent=False)
 
-    def power(self, wave: Tensor, gain_of: Tensor | None = None) -> Tensor:
-        """[B, T] → [B, frames, 201] STFT power after the gain. `gain_of` [B, T]: apply the gain this other wave
+    @staticmethod
+    def gained(wave: Tensor, gain_of: Tensor | None = None) -> Tensor:
+        """[B, T] raised to -30 dBFS when quieter (never lowered). `gain_of` [B, T]: apply the gain this other wave
         would get (a mixture's parts at the mixture's gain)."""
         ref = wave if gain_of is None else gain_of
         rms = ref.square().mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8)
-        wave = wave * torch.clamp(10 ** (TARGET_DBFS / 20) / rms, min=1.0)
-        spec = torch.stft(wave, N_FFT, HOP, window=self.window, center=True, pad_mode="constant", return_complex=True)
-        return (spec.abs() ** 2).transpose(1, 2)
+        return wave * torch.clamp(10 ** (TARGET_DBFS / 20) / rms, min=1.0)
+
+    def power(self, wave: Tensor, gain_of: Tensor | None = None) -> Tensor:
+        """[B, T] → [B, frames, 201] STFT power after the gain (`gained`)."""
+        return stft_power(self.gained(wave, gain_of), self.window)
 
     def to_mel(self, power: Tensor) -> Tensor:
         """[B, frames, 201] STFT power → [B, frames, 40] mel power."""
@@ -108,22 +121,64 @@ class MelGate(nn.Module):
         return 2 * torch.sigmoid(self.out(self.body(x))).transpose(1, 2)
 
 
+def stft_scale() -> float:
+    """What the STFT power is multiplied by when the LSTM reads it (`input="stft"`): the mean filter weight a bin
+    carries in the 40-band mel, so that the 201 inputs sit at the mel bands' scale and Adam's steps on their weights
+    are as large, relative to the weights, as on the 40-band ones."""
+    return float(slaney_mel_filterbank().sum(axis=0).mean())
+
+
+def fine_bins(fine: int) -> int:
+    """How many bins a fine view of window `fine` gives the LSTM: those up to 4 kHz, where a voice's harmonics stand
+    apart (above, the mel bands carry the spectrum's envelope); 0 without a fine view."""
+    return fine // 4 + 1 if fine else 0
+
+
+def input_state(state: dict[str, Tensor], input: str = "mel", fine: int = 0) -> dict[str, Tensor]:
+    """A 40-band encoder's state → the same encoder reading `input` (and a fine view of window `fine`): for `stft`
+    the first LSTM layer's input weights W [4H, 40] become W · fb / stft_scale() [4H, 201] (the mel is a linear map of
+    the power, and the LSTM reads mel power, not its log); a fine view's weights are appended as zeros. Either way
+    the encoder computes exactly what it did. A state already of the asked width passes unchanged."""
+    w = state["lstm.weight_ih_l0"]
+    if input == "stft" and w.shape[1] == N_MELS:
+        w = w @ torch.from_numpy(slaney_mel_filterbank()).to(w) / stft_scale()
+    width = (N_MELS if input == "mel" else N_FFT // 2 + 1) + fine_bins(fine)
+    if w.shape[1] < width:
+        w = torch.cat([w, w.new_zeros(len(w), width - w.shape[1])], dim=1)
+    return {**state, "lstm.weight_ih_l0": w.contiguous()}
+
+
 class GE2EEncoder(nn.Module):
     """wave [B, T] at 16 kHz → [B, 256]: the L2-normalised mean of its 1.6-s partials' embeddings (Resemblyzer's
     utterance embedding). `partials` gives the per-partial embeddings [B, P, 256]. `prenet` > 0: a `MelGate` of that
-    many channels in front of the LSTM (absent from the pretrained weights; a distilled student adds it)."""
+    many channels in front of the LSTM (absent from the pretrained weights; a distilled student adds it). `input`:
+    what the LSTM reads, the 40-band mel power (`mel`, Resemblyzer) or the 201-bin STFT power it is made from
+    (`stft`, scaled by `stft_scale()`: `train --distill-input stft`). `fine` > 0: beside it, the standardised log
+    power of a longer-window STFT up to 4 kHz (`fine` samples, e.g. 1024: 257 bins of 16 Hz that resolve a voice's
+    harmonics; `train --distill-fine`). A 40-band state converts exactly to either with `input_state`."""
 
     def __init__(self, hidden: int = 256, layers: int = 3, embed_dim: int = 256, batch_partials: int = 256,
-                 prenet: int = 0):
+                 prenet: int = 0, input: str = "mel", fine: int = 0):
         super().__init__()
+        if input not in ("mel", "stft"):
+            raise ValueError(f"GE2E input must be mel or stft, got {input!r}")
+        if prenet and input != "mel":
+            raise ValueError("a mel gate (prenet) gates the 40-band mel: it needs input='mel'")
+        if fine and fine <= N_FFT:
+            raise ValueError(f"a fine view needs a longer window than the mel's {N_FFT} samples, got {fine}")
+        self.input, self.fine = input, fine
         self.mel = VoiceMel()
         self.prenet = MelGate(prenet) if prenet else None
-        self.lstm = nn.LSTM(N_MELS, hidden, layers, batch_first=True)
+        width = (N_MELS if input == "mel" else N_FFT // 2 + 1) + fine_bins(fine)
+        self.lstm = nn.LSTM(width, hidden, layers, batch_first=True)
+        self.stft_scale = stft_scale()
+        if fine:
+            self.register_buffer("fine_window", torch.hann_window(fine, periodic=True), persistent=False)
         self.linear = nn.Linear(hidden, embed_dim)
         self.batch_partials = batch_partials
 
     def embed_partials(self, mels: Tensor, frames: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """[N, 160, 40] mel partials → [N, 256] L2-normalised (ReLU then norm, as trained); with `frames`, also the
+        """[N, 160, F] partials' features → [N, 256] L2-normalised (ReLU then norm, as trained); with `frames`, also the
         top LSTM layer's output at every frame, [N, 160, 256] (what a distilled student is taught frame by frame)."""
         out, seqs = [], []
         for i in range(0, len(mels), self.batch_partials):
@@ -138,20 +193,30 @@ class GE2EEncoder(nn.Module):
         return self.mel_partials(self.features(pad_to_partials(wave)), wave.shape[-1], frames)
 
     def features(self, wave: Tensor) -> Tensor:
-        """[B, T] → [B, frames, 40] what the LSTM reads: the mel power, gated by the pre-net when there is one."""
-        power = self.mel.power(wave)
-        mel = self.mel.to_mel(power)
-        return mel if self.prenet is None else mel * self.prenet(power)
+        """[B, T] → [B, frames, 40] what the LSTM reads: the mel power, gated by the pre-net when there is one (or
+        [B, frames, 201], the scaled STFT power, with `input="stft"`)."""
+        wave = self.mel.gained(wave)
+        power = stft_power(wave, self.mel.window)
+        if self.input == "stft":
+            x = power * self.stft_scale
+        else:
+            mel = self.mel.to_mel(power)
+            x = mel if self.prenet is None else mel * self.prenet(power)
+        if not self.fine:
+            return x
+        fine = torch.log10(stft_power(wave, self.fine_window)[..., : fine_bins(self.fine)] + 1e-8)
+        return torch.cat([x, FINE_SCALE * (fine - FINE_MEAN) / FINE_STD], dim=-1)
 
     def mel_partials(self, mel: Tensor, n_samples: int, frames: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """[B, frames, 40] mel power of a padded `n_samples` wave → [B, P, 256] its partials' embeddings (and, with
-        `frames`, the top LSTM layer's frame outputs [B, P, 160, 256])."""
+        """[B, frames, F] features (`features`: F = 40 mel bands or 201 bins) of a padded `n_samples` wave →
+        [B, P, 256] its partials' embeddings (and, with `frames`, the top LSTM layer's frame outputs
+        [B, P, 160, 256])."""
         starts = partial_starts(n_samples)
-        parts = torch.stack([mel[:, s : s + PARTIAL] for s in starts], dim=1)  # [B, P, 160, 40]
-        shape = (len(mel), len(starts))
+        parts = torch.stack([mel[:, s : s + PARTIAL] for s in starts], dim=1)  # [B, P, 160, F]
+        shape, flat = (len(mel), len(starts)), (-1, PARTIAL, mel.shape[-1])
         if not frames:
-            return self.embed_partials(parts.reshape(-1, PARTIAL, N_MELS)).reshape(*shape, -1)
-        emb, seq = self.embed_partials(parts.reshape(-1, PARTIAL, N_MELS), frames=True)
+            return self.embed_partials(parts.reshape(flat)).reshape(*shape, -1)
+        emb, seq = self.embed_partials(parts.reshape(flat), frames=True)
         return emb.reshape(*shape, -1), seq.reshape(*shape, PARTIAL, -1)
 
     def forward(self, wave: Tensor) -> Tensor:

@@ -139,6 +139,27 @@ def add_prenet(student, channels: int) -> None:
     student.cfg.encoder = {**student.cfg.encoder, "prenet": channels}
 
 
+def widen_input(student, input: str = "mel", fine: int = 0) -> None:
+    """Let a GE2E student see more than its teacher's 40-band mel: its LSTM reads the 201-bin STFT power the mel is
+    made from (`--distill-input stft`; the first layer's input weights mapped through the filterbank) and/or, beside
+    it, a longer-window STFT that resolves harmonics (`--distill-fine N`; zero-initialised weights). Either way it
+    still starts exactly as its teacher; recorded in its model config."""
+    from ..models.ge2e import GE2EEncoder, input_state
+
+    enc = student.encoder
+    if not isinstance(enc, GE2EEncoder):
+        raise ValueError("--distill-input/--distill-fine: only a GE2E (voice) student has a mel front end to widen")
+    if enc.prenet is not None and input != "mel":
+        raise ValueError("--distill-input stft: the student has a mel gate (--distill-prenet); use one or the other")
+    if enc.fine and fine and enc.fine != fine:
+        raise ValueError(f"--distill-fine {fine}: the teacher already has a fine view of {enc.fine}")
+    input, fine = ("stft" if "stft" in (input, enc.input) else "mel"), fine or enc.fine
+    encoder_cfg = {**student.cfg.encoder, "input": input, **({"fine": fine} if fine else {})}
+    wide = GE2EEncoder(**encoder_cfg).to(next(enc.parameters()).device)
+    wide.load_state_dict(input_state(enc.state_dict(), input, fine))
+    student.encoder, student.cfg.encoder = wide, encoder_cfg
+
+
 def distill(cfg) -> Path:
     """Run (or resume) a distillation run; returns the run folder (usable as `--checkpoint`)."""
     from .loop import _model_config
@@ -165,6 +186,10 @@ def distill(cfg) -> Path:
                          f"the student starts from the teacher's weights, so give the teacher's preset")
     torch.manual_seed(cfg.seed)
     student = copy.deepcopy(teacher).requires_grad_(True).train()
+    if cfg.distill_input not in ("mel", "stft"):
+        raise ValueError(f"--distill-input must be mel or stft, got {cfg.distill_input!r}")
+    if cfg.distill_input == "stft" or cfg.distill_fine:
+        widen_input(student, cfg.distill_input, cfg.distill_fine)
     if cfg.distill_prenet:
         add_prenet(student, cfg.distill_prenet)
     tracks = load_tracks(cfg.manifest)
@@ -189,7 +214,8 @@ def distill(cfg) -> Path:
                           "clean_share": cfg.distill_clean, "stretch": cfg.distill_stretch,
                           "layered": cfg.distill_layered, "real": cfg.distill_real, "target": cfg.distill_target,
                           "vocal_stretch": cfg.distill_vocal_stretch, "more_vocals": cfg.distill_vocals,
-                          "bank": cfg.distill_bank, "frames_weight": cfg.distill_frames,
+                          "bank": cfg.distill_bank, "frames_weight": cfg.distill_frames, "input": cfg.distill_input,
+                          "fine": cfg.distill_fine,
                           "space": cfg.distill_space, "ema": cfg.ema}}
 
     def save(folder: Path, extra: dict, resumable: dict | None) -> None:

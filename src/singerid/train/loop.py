@@ -98,6 +98,8 @@ class TrainConfig:
     distill_frames: float = 0.0  # weight of the frame-level term: the top LSTM layer's outputs of voiced units (0: off)
     distill_vocals: tuple[str, ...] | None = None  # more vocal stems (tables / folders) for the label-free terms
     distill_prenet: int = 0  # channels of a zero-initialised mel gate added in front of the student (0: none)
+    distill_input: str = "mel"  # what a GE2E student's LSTM reads: the 40-band mel (as its teacher) or the STFT
+    distill_fine: int = 0  # window (samples) of a fine STFT view added beside a GE2E student's input (0: none)
     distill_space: str = "embedding"  # embedding | backend: voiced units compared after the teacher's scoring backend
     val_instrumentals: int = 0  # instrumentals held out for the validation cosine (0: validate on the training ones)
 
