@@ -178,8 +178,9 @@ class GE2EEncoder(nn.Module):
         self.batch_partials = batch_partials
 
     def embed_partials(self, mels: Tensor, frames: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """[N, 160, F] partials' features → [N, 256] L2-normalised (ReLU then norm, as trained); with `frames`, also the
-        top LSTM layer's output at every frame, [N, 160, 256] (what a distilled student is taught frame by frame)."""
+        """[N, 160, F] partials' features → [N, 256] L2-normalised (ReLU then norm, as trained); with `frames`, also
+        the top LSTM layer's output at every frame, [N, 160, 256] (what a distilled student is taught frame by
+        frame)."""
         out, seqs = [], []
         for i in range(0, len(mels), self.batch_partials):
             seq, (h, _) = self.lstm(mels[i : i + self.batch_partials])
@@ -193,8 +194,8 @@ class GE2EEncoder(nn.Module):
         return self.mel_partials(self.features(pad_to_partials(wave)), wave.shape[-1], frames)
 
     def features(self, wave: Tensor) -> Tensor:
-        """[B, T] → [B, frames, 40] what the LSTM reads: the mel power, gated by the pre-net when there is one (or
-        [B, frames, 201], the scaled STFT power, with `input="stft"`)."""
+        """[B, T] → [B, frames, F] what the LSTM reads: the 40-band mel power, gated by the pre-net when there is
+        one, or the 201-bin scaled STFT power (`input="stft"`); then, with a fine view, its `fine_bins` log powers."""
         wave = self.mel.gained(wave)
         power = stft_power(wave, self.mel.window)
         if self.input == "stft":
@@ -208,7 +209,7 @@ class GE2EEncoder(nn.Module):
         return torch.cat([x, FINE_SCALE * (fine - FINE_MEAN) / FINE_STD], dim=-1)
 
     def mel_partials(self, mel: Tensor, n_samples: int, frames: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """[B, frames, F] features (`features`: F = 40 mel bands or 201 bins) of a padded `n_samples` wave →
+        """[B, frames, F] features (`features`) of a padded `n_samples` wave →
         [B, P, 256] its partials' embeddings (and, with `frames`, the top LSTM layer's frame outputs
         [B, P, 160, 256])."""
         starts = partial_starts(n_samples)
