@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "teacher (its first layer mapped through the filterbank) and can learn finer spectral detail")
     t.add_argument("--distill-fine", type=int, default=0, metavar="N",
                    help="distill (GE2E students): beside the mel, let the student's LSTM read the log power of an "
-                        "N-sample STFT (e.g. 1024: 16-Hz bins that resolve a voice's harmonics), zero-initialised so "
-                        "that it starts as the teacher (default: 0, none)")
+                        "N-sample STFT up to 4 kHz (e.g. 1024: 16-Hz bins that resolve a voice's harmonics), "
+                        "zero-initialised so that it starts as the teacher (default: 0, none)")
     t.add_argument("--val-instrumentals", type=int, default=0, metavar="N",
                    help="distill: hold N instrumentals out; the validation cosine to the teacher is measured on them "
                         "(0: on the training instrumentals)")

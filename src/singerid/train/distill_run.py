@@ -153,7 +153,7 @@ def widen_input(student, input: str = "mel", fine: int = 0) -> None:
         raise ValueError("--distill-input stft: the student has a mel gate (--distill-prenet); use one or the other")
     if enc.fine and fine and enc.fine != fine:
         raise ValueError(f"--distill-fine {fine}: the teacher already has a fine view of {enc.fine}")
-    input, fine = ("stft" if "stft" in (input, enc.input) else "mel"), fine or enc.fine
+    input, fine = ("stft" if enc.input == "stft" else input), fine or enc.fine  # what the teacher has, kept
     encoder_cfg = {**student.cfg.encoder, "input": input, **({"fine": fine} if fine else {})}
     wide = GE2EEncoder(**encoder_cfg).to(next(enc.parameters()).device)
     wide.load_state_dict(input_state(enc.state_dict(), input, fine))
