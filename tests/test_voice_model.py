@@ -59,18 +59,21 @@ def test_voice_preset_loads_the_pretrained_encoder_and_equals_the_backend():
         torch.testing.assert_close(model.encoder.partials(x)[:, 0], by_hand, atol=1e-5, rtol=1e-4)
 
 
-def test_track_embedding_averages_every_partial():
-    """A 6-s wave's track embedding is its window embedding; a 20-s one is the mean of all its partials."""
+def test_track_embedding_averages_every_partial_of_the_prepared_audio():
+    """A 20-s wave's track embedding is the mean of all the partials of the wave as the preset prepares it (raised
+    to -30 dBFS, long silences removed by webrtcvad), read at that level."""
     _need_voice()
+    from singerid.audio.prepare import prepare
     from singerid.embed import load_embedder
 
     emb = load_embedder("voice")
     rng = np.random.default_rng(1)
-    wave = (0.1 * rng.standard_normal(96000)).astype(np.float32)
-    np.testing.assert_allclose(emb.embed_track(wave), emb.embed_windows(wave[None])[0], atol=1e-5)
-    long = (0.1 * rng.standard_normal(320000)).astype(np.float32)
+    long = (0.003 * rng.standard_normal(320000)).astype(np.float32)
+    long[100000:180000] = 0  # a 5-s silence the preparation removes
+    prepared = prepare(long, emb.preprocess)
+    assert 0 < len(prepared) < len(long) and np.sqrt(np.mean(prepared**2)) > 0.03  # trimmed, raised
     with torch.no_grad():
-        parts = emb.model.encoder.partials(torch.from_numpy(long)[None])[0]
+        parts = emb.model.encoder.partials(torch.from_numpy(prepared)[None], gain=False)[0]
     want = torch.nn.functional.normalize(parts.mean(dim=0), dim=0).numpy()
     np.testing.assert_allclose(emb.embed_track(long), want, atol=1e-5)
 

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .audio import WINDOW_SECONDS, AudioError, cut_windows, load_audio, window_starts
+from .audio.prepare import Preprocess, prepare
 from .cpu import single_thread_worker
 from .voiced import MAX_WINDOWS, track_audio
 
@@ -45,9 +46,10 @@ DEFAULT_BACKEND = "voice"  # the best measured on the dev protocols (docs/result
 
 class ModelEmbedder:
     """Embeddings of a SingerModel: a preset with pretrained weights (`voice`) or a trained checkpoint, followed by
-    the checkpoint's scoring backend when it has one."""
+    the checkpoint's scoring backend when it has one. A track's voiced audio is prepared as the model's preset
+    declares (`audio.prepare`) before its track embedding."""
 
-    TRACK_CHUNK = 30 * 16000  # a long voiced track is embedded in pieces of this many samples
+    TRACK_CHUNK = 600 * 16000  # a longer voiced track is embedded in pieces of this many samples
 
     def __init__(self, model, name: str, backend=None, device: str = "cpu", batch_size: int = 32,
                  space: str | None = None, reads_mixtures: bool = False):
@@ -57,6 +59,7 @@ class ModelEmbedder:
         self.reads_mixtures = reads_mixtures  # a distilled student: no separation in front of it
         self.dim = backend.dim if backend is not None else model.cfg.embed_dim
         self.sample_rate, self.window_seconds = model.sample_rate, WINDOW_SECONDS
+        self.preprocess = Preprocess.from_dict(model.cfg.preprocess)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | None = None) -> "ModelEmbedder":
@@ -86,13 +89,15 @@ class ModelEmbedder:
 
     @torch.inference_mode()
     def encoder_track(self, voiced: np.ndarray) -> np.ndarray:
-        """[T] → [D]: partial-level encoders (GE2E) average every 1.6-s partial of the voiced audio, as Resemblyzer's
-        embed_utterance does; others average their 6-s windows."""
-        enc = self.model.encoder
+        """[T] voiced audio → [D]: prepared as the preset declares, then partial-level encoders (GE2E) average every
+        1.6-s partial of it, as Resemblyzer's embed_utterance does; others average their 6-s windows."""
+        enc, prep = self.model.encoder, self.preprocess
+        voiced = prepare(voiced, prep, self.sample_rate)
         if hasattr(enc, "partials"):
             x = torch.from_numpy(np.ascontiguousarray(voiced, np.float32)).to(self.device)
-            parts = [enc.partials(x[i : i + self.TRACK_CHUNK][None])[0] for i in range(0, len(x), self.TRACK_CHUNK)
-                     if i == 0 or len(x) - i >= 16000]  # a tail under 1 s is left out
+            gain = prep.target_dbfs is None  # a prepared level is read as it is
+            parts = [enc.partials(x[i : i + self.TRACK_CHUNK][None], gain=gain)[0]
+                     for i in range(0, len(x), self.TRACK_CHUNK) if i == 0 or len(x) - i >= 16000]  # a tail < 1 s: out
             v = torch.cat(parts).mean(dim=0).float().cpu().numpy()
         else:
             starts = window_starts(len(voiced) / self.sample_rate, self.window_seconds)

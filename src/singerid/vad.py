@@ -65,24 +65,6 @@ def vocal_windows(vocals: np.ndarray, mixture: np.ndarray | None, seconds: float
     return keep or [starts[int(np.argmax(ratio))]]
 
 
-def trim_silences(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, frame: float = 0.03, floor_db: float = -50.0,
-                  smooth: int = 8, dilate: int = 3, min_keep: float = 1.6) -> np.ndarray:
-    """[T] → [T'] with long silences cut out, as Resemblyzer does before embedding an utterance: 30-ms frames are
-    voiced when within `floor_db` of the loud frames (95th percentile), the flags are smoothed over `smooth` frames
-    and dilated by `dilate` frames on each side. The wave is kept whole when less than `min_keep` s would remain."""
-    n = int(frame * sample_rate)
-    frames = len(wave) // n
-    if frames < smooth:
-        return wave
-    level = _db(np.mean(wave[: frames * n].reshape(frames, n) ** 2, axis=1))
-    flags = (level > np.percentile(level, 95) + floor_db).astype(float)
-    mask = np.convolve(flags, np.ones(smooth) / smooth, mode="same") >= 0.5
-    mask = np.convolve(mask, np.ones(2 * dilate + 1), mode="same") > 0
-    if mask.sum() * n < min_keep * sample_rate:
-        return wave
-    return wave[: frames * n][np.repeat(mask, n)]
-
-
 ENCODERS = ("musicnn", "voice")
 
 

@@ -2,8 +2,8 @@
 
     16 kHz wave ──[separate only what is needed]──▶ vocal stem ──vocal activity──▶ 6-s vocal windows + voiced audio
 
-`track_audio` gives the 6-s windows (per-window evidence, heads) and the voiced audio (long silences trimmed) that a
-track-level embedding reads, Resemblyzer-style. A long track is not separated whole: at most `budget` windows spread
+`track_audio` gives the 6-s windows (per-window evidence, heads) and the voiced audio that a track-level embedding
+reads (the embedder prepares it as its model's preset declares: `audio.prepare`). A long track is not separated whole: at most `budget` windows spread
 over it are separated, each with a little context (`Separator.separate_windows`). Audio that is neither separated
 nor known to be a stem has its windows chosen by the installed vocal-activity model (`vad.installed_vad`), or by
 energy alone when none is installed.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import WINDOW_SECONDS, cut_windows, load_audio, peak_normalise, window_starts
-from .vad import VocalActivityModel, installed_vad, trim_silences, vocal_windows, window_activity
+from .vad import VocalActivityModel, installed_vad, vocal_windows, window_activity
 
 MAX_WINDOWS = 10  # window budget per track: at most this many 6-s windows, spread over it (60 s of voice)
 CLEAN_DB = -15.0  # what separation removed, relative to the input, below which the input was a clean vocal already
@@ -40,7 +40,7 @@ def resolve_vad(vad, separator=None) -> VocalActivityModel | None:
 class TrackAudio:
     starts: list[float]  # window starts, s
     windows: np.ndarray  # [N, seconds * sr] peak-normalised 6-s windows
-    voiced: np.ndarray  # [T'] the vocal audio the track embedding reads (long silences trimmed, peak-normalised)
+    voiced: np.ndarray  # [T'] the vocal audio the track embedding reads, as it is (the embedder prepares it)
 
 
 def spread(starts: list[float], budget: int | None) -> list[float]:
@@ -85,8 +85,8 @@ def track_audio(
     With a separator the audio comes from the separated vocal stem (only the windows used are separated when the
     track is longer than the budget), unless separation removed almost nothing (`was_clean`: a vocal stem given as
     input is kept as it is). Unless `starts` are given (e.g. the table's `vocal_segs`, all kept), only
-    windows with vocal activity are kept (at least one). The voiced audio is the whole stem with long silences
-    trimmed, or, where only some windows were chosen, those windows end to end.
+    windows with vocal activity are kept (at least one). The voiced audio is the whole stem as it is, or, where
+    only some windows were chosen, those windows end to end.
 
     Without a separator, `vad` (a `VocalActivityModel`, "auto": the installed one, None: energy, for stems) chooses
     the windows of the wave itself, and the voiced audio is then the chosen windows end to end (the whole wave, as with
@@ -114,7 +114,7 @@ def track_audio(
         windows = cut_windows(stem, starts, seconds, sample_rate)
         kept_all = model is not None and len(found) == len(window_starts(duration, seconds))
         voiced = stem if whole and (model is None or kept_all) else windows.reshape(-1)
-    return TrackAudio(list(starts), peak_normalise(windows), peak_normalise(trim_silences(voiced, sample_rate)))
+    return TrackAudio(list(starts), peak_normalise(windows), np.asarray(voiced, np.float32))
 
 
 def file_audio(path: str, sample_rate: int = 16000, seconds: float = WINDOW_SECONDS, starts: list[float] | None = None,

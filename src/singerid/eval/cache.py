@@ -78,6 +78,8 @@ def model_key(embedder: Embedder) -> str:
     if name.startswith("checkpoint:") and hasattr(cfg, "to_dict"):
         name = "checkpoint:" + hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
     parts = [name, str(embedder.dim), str(embedder.window_seconds), "vocal-windows-v5"]
+    if getattr(cfg, "preprocess", None):
+        parts.append(json.dumps(cfg.preprocess, sort_keys=True))
     if reads_raw(embedder):
         parts.append("raw-norms")
     if model is not None:

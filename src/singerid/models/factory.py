@@ -25,6 +25,7 @@ class ModelConfig:
     projector_bias: bool = True  # bias of the projector's last Linear (reference: none)
     head_input: str = "l2"  # what an identification head reads: "l2" embeddings, or "raw" encoder outputs (reference)
     pretrained: str | None = None  # encoder weights to start from (e.g. "voice": the GE2E of the Resemblyzer wheel)
+    preprocess: dict = field(default_factory=dict)  # how a track's audio is prepared (`audio.prepare.Preprocess`)
     train: dict = field(default_factory=dict)
     description: str = ""
 

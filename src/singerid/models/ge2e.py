@@ -188,15 +188,17 @@ class GE2EEncoder(nn.Module):
             seqs.append(seq)
         return (torch.cat(out), torch.cat(seqs)) if frames else torch.cat(out)
 
-    def partials(self, wave: Tensor, frames: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def partials(self, wave: Tensor, frames: bool = False, gain: bool = True) -> Tensor | tuple[Tensor, Tensor]:
         """[B, T] → [B, P, 256]: the wave is zero-padded to cover its last partial, as Resemblyzer does. With
-        `frames`, also the top LSTM layer's frame outputs, [B, P, 160, 256]."""
-        return self.mel_partials(self.features(pad_to_partials(wave)), wave.shape[-1], frames)
+        `frames`, also the top LSTM layer's frame outputs, [B, P, 160, 256]. `gain=False`: the wave's level was set
+        already (the preset's preparation), read it as it is."""
+        return self.mel_partials(self.features(pad_to_partials(wave), gain), wave.shape[-1], frames)
 
-    def features(self, wave: Tensor) -> Tensor:
+    def features(self, wave: Tensor, gain: bool = True) -> Tensor:
         """[B, T] → [B, frames, F] what the LSTM reads: the 40-band mel power, gated by the pre-net when there is
-        one, or the 201-bin scaled STFT power (`input="stft"`); then, with a fine view, its `fine_bins` log powers."""
-        wave = self.mel.gained(wave)
+        one, or the 201-bin scaled STFT power (`input="stft"`); then, with a fine view, its `fine_bins` log powers.
+        Quiet audio is raised to -30 dBFS first, unless `gain` is False."""
+        wave = self.mel.gained(wave) if gain else wave
         power = stft_power(wave, self.mel.window)
         if self.input == "stft":
             x = power * self.stft_scale
