@@ -1,6 +1,11 @@
-"""Leave-singers-out folds on the dev set: every figure comes from singers the model did not train on.
+"""Leave-corpus-out and leave-singers-out folds on the dev set: every figure comes from singers the model did not
+train on, and (`--split corpus`, the default and the primary figure) from a corpus it did not train on.
 
-The 32 real singers are dealt into K folds (stratified by corpus, seeded). For fold k, a training table holds every
+`--split corpus`: one fold per corpus (GTSinger, NUS-48E): the model or backend is trained or fitted on the other
+corpus only, and scored on this corpus's real voices (P1a, P1b) and, for NUS-48E, its clones (P2) and mixed clones
+(P3). A gain here is one that does not come from matching the test corpus's recordings. `--split singers --folds K`:
+the 32 real singers are dealt into K folds (stratified by corpus, seeded), so training and test share both corpora
+(the second column of docs/results.md). For fold k, a training table holds every
 row of the other singers (a clone goes with its target singer and is dropped when its source singer is held out; the
 dev instrumentals, which P3 mixes with, are left out: training remixes onto ../shared/data/instrumentals-train).
 Each system is then scored on the standard protocols (make_protocols.py): the enrolment list as it is (all 32
@@ -63,6 +68,12 @@ def folds_of(tracks: pd.DataFrame, k: int, seed: int = 0) -> list[list[str]]:
     return out
 
 
+def corpus_folds(tracks: pd.DataFrame) -> list[list[str]]:
+    """One fold per corpus of the real singers (sorted by name): its singers are held out together."""
+    real = tracks[(tracks["kind"] == "real") & tracks["stem"].isin(["vocals", "speech"])]
+    return [sorted(map(str, g["singer"].unique())) for _, g in sorted(real.groupby("corpus"), key=lambda kv: kv[0])]
+
+
 def training_table(tracks: pd.DataFrame, held: list[str], out: Path) -> Path:
     keep = ~tracks["singer"].isin(held) & (tracks["stem"] != "instrumental")
     if "source_singer" in tracks:
@@ -72,16 +83,29 @@ def training_table(tracks: pd.DataFrame, held: list[str], out: Path) -> Path:
     return path
 
 
+def score_norm(system: str):
+    """`NAME#none` → no score normalisation, `NAME#K` → the enrolment's own with top-K cohorts (`#0`: centring
+    only), else the library's default."""
+    from singerid.models.selfnorm import SelfNormConfig
+
+    _, _, how = system.partition("#")
+    return SelfNormConfig() if not how else None if how == "none" else SelfNormConfig(k=int(how))
+
+
 def score(embedder, proto: Path, held: list[str], separator, cache: str, query_embedder=None,
-          query_separator=None, enrol_separated=None, protocols=PROTOCOLS) -> dict[str, dict]:
+          query_separator=None, enrol_separated=None, protocols=PROTOCOLS, norm="default") -> dict[str, dict]:
     from singerid.eval.evaluate import evaluate
+    from singerid.models.selfnorm import SelfNormConfig
 
     res = {}
     for p in protocols:
         enrol, query = pd.read_csv(proto / f"{p}_enrol.csv"), pd.read_csv(proto / f"{p}_query.csv")
         query = query[query["singer"].isin(held)]
+        if query.empty:
+            continue
         r = evaluate(enrol, query, embedder, "centroid", "track", cache, workers=2, separator=separator,
-                     query_embedder=query_embedder, query_separator=query_separator, enrol_separated=enrol_separated)
+                     query_embedder=query_embedder, query_separator=query_separator, enrol_separated=enrol_separated,
+                     score_norm=SelfNormConfig() if norm == "default" else norm)
         res[p] = {"top1": r["top1"], "top5": r["top5"], "n": r["n"],
                   "hits": [q["predicted"][0][0] == q["singer"] if q["predicted"] else False for q in r["queries"]]}
     return res
@@ -97,7 +121,8 @@ def score_system(system: str, fold: Path, train_csv: Path, k: int, extra: dict, 
         if singerid(argv):
             raise SystemExit(f"singerid {argv[0]} failed on fold {k} ({system}): see its message above")
 
-    base, _, how = system.partition("@")  # NAME@none: without separation; NAME@mixture: a student enrolling one view
+    norm = score_norm(system)
+    base, _, how = system.partition("#")[0].partition("@")  # NAME@none: without separation; NAME@mixture: one view
     if base == "voice":
         emb = load_embedder("voice")
     elif base == "scoring":
@@ -119,17 +144,32 @@ def score_system(system: str, fold: Path, train_csv: Path, k: int, extra: dict, 
         emb = load_embedder(checkpoint=str(run))
     raw = how == "none" or emb.reads_mixtures  # a distilled student reads the raw mixtures
     also = sep if emb.reads_mixtures and how != "mixture" else None  # its enrolment: raw and separated, averaged
-    return score(emb, Path(a.proto), held, None if raw else sep, cache, enrol_separated=also, protocols=a.protocols)
+    return score(emb, Path(a.proto), held, None if raw else sep, cache, enrol_separated=also, protocols=a.protocols,
+                 norm=norm)
 
 
 def peer_scores(peer: dict, held: list[str]) -> dict[str, dict]:
     res = {}
     for p in PROTOCOLS:
         qs = [q for q in peer[p]["queries"] if q["singer"] in held]
+        if not qs:
+            continue
         hits = [q["top5"][0] == q["singer"] for q in qs]
         res[p] = {"top1": float(np.mean(hits)), "top5": float(np.mean([q["singer"] in q["top5"] for q in qs])),
                   "n": len(qs), "hits": hits}
     return res
+
+
+def corpus_table(results: dict[str, dict], names: list[str]) -> str:
+    """Leave-corpus-out: a column per (protocol, held-out corpus) scored, top-1 / top-5 % (queries)."""
+    cols = [(p, str(k)) for p in PROTOCOLS for k in range(len(names))
+            if any(p in v.get(str(k), {}) for v in results.values())]
+    lines = ["| system | " + " | ".join(f"{p} {names[int(k)]}" for p, k in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for system, folds in results.items():
+        cells = [f"{100 * r['top1']:.1f} / {100 * r['top5']:.1f} ({r['n']})" if (r := folds.get(k, {}).get(p)) else "–"
+                 for p, k in cols]
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def table(results: dict) -> str:
@@ -139,8 +179,8 @@ def table(results: dict) -> str:
     for system, folds in results.items():
         cells = []
         for p in protocols:
-            per = [100 * f[p]["top1"] for f in folds if f[p]["n"]]
-            pooled = 100 * np.mean([h for f in folds for h in f[p]["hits"]])
+            per = [100 * f[p]["top1"] for f in folds if p in f and f[p]["n"]]
+            pooled = 100 * np.mean([h for f in folds if p in f for h in f[p]["hits"]])
             cells.append(f"{np.mean(per):.1f} ± {np.std(per):.1f}; {pooled:.1f}")
         lines.append(f"| {system} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -158,7 +198,7 @@ def paired(results: dict, reference: dict, singers: dict[str, list[str]] | None 
     lines = [f"| system vs reference, {protocol} | hits | only system / only reference | McNemar p | difference "
              f"[95 %, {'singers' if singers else 'queries'} resampled] |", "|---|---|---|---|---|"]
     for system, folds in results.items():
-        common = sorted(set(folds) & set(reference))
+        common = [k for k in sorted(set(folds) & set(reference)) if protocol in folds[k] and protocol in reference[k]]
         if not common:
             continue
         a = np.concatenate([folds[k][protocol]["hits"] for k in common]).astype(int)
@@ -187,7 +227,7 @@ def by_corpus(results: dict, who: dict[str, list[str]], corpus: dict[str, str], 
     names = sorted({corpus.get(s, "?") for v in who.values() for s in v})
     lines = [f"| system, {protocol} by corpus | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for system, folds in results.items():
-        common = sorted(set(folds) & set(who))
+        common = [k for k in sorted(set(folds) & set(who)) if protocol in folds[k]]
         hits = np.concatenate([folds[k][protocol]["hits"] for k in common]).astype(float)
         of = np.array([corpus.get(s, "?") for k in common for s in who[k]])
         lines.append(f"| {system} | " + " | ".join(f"{100 * hits[of == c].mean():.1f} ({(of == c).sum()})"
@@ -202,7 +242,7 @@ def query_singers(proto: Path, folds: list[list[str]], results: dict, protocol: 
     out = {}
     for k, held in enumerate(folds):
         who = list(query.loc[query["singer"].isin(held), "singer"])
-        if all(len(v[str(k)][protocol]["hits"]) == len(who) for v in results.values() if str(k) in v):
+        if all(len(v[str(k)][protocol]["hits"]) == len(who) for v in results.values() if protocol in v.get(str(k), {})):
             out[str(k)] = who
     return out
 
@@ -213,7 +253,10 @@ def main() -> None:
     ap.add_argument("--instrumentals", default=str(ROOT / "instrumentals-train" / "tracks.csv"))
     ap.add_argument("--proto", required=True, help="folder written by make_protocols.py")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--split", choices=["corpus", "singers"], default="corpus",
+                    help="corpus: train on one corpus, test on the other (the primary figure); singers: --folds K "
+                         "leave-singers-out folds within both corpora")
+    ap.add_argument("--folds", type=int, default=4, help="with --split singers")
     ap.add_argument("--only", type=int, nargs="*", help="run these folds only")
     ap.add_argument("--systems", nargs="*", default=["voice", "scoring", "adapted"],
                     help="systems to (re)score; none: only add the peer and print the table")
@@ -240,7 +283,8 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     tracks = load_tracks(a.data)
-    folds = folds_of(tracks, a.folds)
+    folds = corpus_folds(tracks) if a.split == "corpus" else folds_of(tracks, a.folds)
+    names = [str(tracks.loc[tracks["singer"] == f[0], "corpus"].iloc[0]) for f in folds]
     sep = load_separator("spleeter", "cpu", home() / "separated")
     cache = str(home() / "embeddings")
     extra = dict(e.split("=", 1) for e in a.extra)
@@ -252,7 +296,8 @@ def main() -> None:
         fold = out / f"fold{k}"
         fold.mkdir(exist_ok=True)
         train_csv = training_table(tracks, held, fold)
-        print(f"fold {k}: {len(held)} held-out singers: {', '.join(held)}", flush=True)
+        print(f"fold {k} ({names[k] if a.split == 'corpus' else 'singers'}): {len(held)} held-out singers: "
+              f"{', '.join(held)}", flush=True)
         for system in a.systems + list(extra):
             t0 = time.time()
             if ":" in system:  # ENROL:QUERY, two systems already run on this fold, of one embedding space
@@ -264,25 +309,25 @@ def main() -> None:
                 r = score_system(system, fold, train_csv, k, extra, a, sep, cache, held)
             results.setdefault(system, {})[str(k)] = r
             results_file.write_text(json.dumps(results))
-            print(f"  {system:10s} " + "  ".join(f"{p} {100 * r[p]['top1']:5.1f}" for p in a.protocols)
+            print(f"  {system:10s} " + "  ".join(f"{p} {100 * r[p]['top1']:5.1f}" for p in a.protocols if p in r)
                   + f"  ({time.time() - t0:.0f} s)", flush=True)
         if a.peer and Path(a.peer).is_file():
             results.setdefault("resemblyzer", {})[str(k)] = peer_scores(json.loads(Path(a.peer).read_text()), held)
             results_file.write_text(json.dumps(results))
     done = {s: [f for _, f in sorted(v.items())] for s, v in results.items()}
-    md = table(done)
+    md = corpus_table(results, names) if a.split == "corpus" else table(done)
     if a.paired:
         path, _, name = a.paired.rpartition(":")
         ref = json.loads(Path(path).read_text()) if path else results
         for p in a.protocols:  # those the reference was scored on
-            if all(p in f for f in ref[name].values()):
-                scored = {s: v for s, v in results.items() if all(p in f for f in v.values())}
+            if any(p in f for f in ref[name].values()):
+                scored = {s: v for s, v in results.items() if any(p in f for f in v.values())}
                 who = query_singers(Path(a.proto), folds, {**scored, name: ref[name]}, p)
                 md += "\n\n" + paired(scored, ref[name], who if len(who) == len(folds) else None, p)
     if a.by_corpus:
         corpus = dict(zip(tracks["singer"], tracks["corpus"]))
         for p in a.protocols:
-            scored = {s: v for s, v in results.items() if all(p in f for f in v.values())}
+            scored = {s: v for s, v in results.items() if any(p in f for f in v.values())}
             md += "\n\n" + by_corpus(scored, query_singers(Path(a.proto), folds, scored, p), corpus, p)
     (out / "table.md").write_text(md + "\n")
     print(md)

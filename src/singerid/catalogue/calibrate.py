@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..models.backend import pair_scores
+from ..models.selfnorm import EnrolmentNorm, SelfNormConfig
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +107,11 @@ def fit_logistic(scores: np.ndarray, labels: np.ndarray, iters: int = 100, l2: f
 
 def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05, max_tracks: int = 5000,
               seed: int = 0, tiers: tuple[Tier, ...] = TIERS, backend=None,
-              queries: dict[int, np.ndarray] | None = None) -> dict:
+              queries: dict[int, np.ndarray] | None = None, score_norm: SelfNormConfig | None = None) -> dict:
     """tracks: (id, singer, path, windows [N, D]) of real voices → calibration dict (tiers, logistic, verification at
-    false-acceptance rate `far`, stats). Scores as identification computes them (`track_score` with `backend`).
+    false-acceptance rate `far`, stats). Scores as identification computes them: normalised by the enrolment's own
+    statistics (`score_norm`; the left-out singer's centroid without the track, and for the unknown voice a
+    catalogue without its singer, cohorts included), else `track_score` with `backend`.
     `queries`: id → [1, D] the vector a query of that track would be scored with, where it differs from what was
     enrolled (two-view enrolment: the raw reading); the left-out track is scored with it."""
     queries = queries or {}
@@ -118,25 +121,15 @@ def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05,
     idx = {s: i for i, s in enumerate(singers)}
     means = np.stack([_normalise(w.mean(axis=0)) for _, _, _, w in tracks])  # track embeddings [M, D]
     lab = np.array([idx[s] for _, s, _, _ in tracks])
-    sums = np.zeros((len(singers), means.shape[1]))
-    np.add.at(sums, lab, means)
     counts = np.bincount(lab, minlength=len(singers))
     rng = np.random.default_rng(seed)
     order = [i for i in rng.permutation(len(tracks)) if counts[lab[i]] >= 2][:max_tracks]
-    genuine, impostor = [], []
-    base = _normalise(sums)
-    stats = backend.cohort_stats(base) if backend is not None else None  # AS-norm's centroid side, computed once
-    for i in order:
-        own = _normalise(sums[lab[i]] - means[i])  # the singer's centroid without this track
-        c = base.copy()
-        c[lab[i]] = own
-        st = None
-        if stats is not None:  # only the left-out singer's centroid changed
-            st = (stats[0].copy(), stats[1].copy())
-            (st[0][lab[i]],), (st[1][lab[i]],) = backend.cohort_stats(own[None])
-        s = track_score(queries.get(tracks[i][0], tracks[i][3]), c, backend, st)
-        genuine.append(s[lab[i]])
-        impostor.append(np.delete(s, lab[i]).max())
+    held = [(queries.get(tracks[i][0], tracks[i][3]), i) for i in order]  # (as queried [1, D], row)
+    norm = EnrolmentNorm.fit(means, lab, len(singers), score_norm) if score_norm is not None else None
+    if norm is not None and norm.active:
+        genuine, impostor = _left_out_normalised(means, lab, norm, held)
+    else:
+        genuine, impostor = _left_out_backend(means, lab, backend, held)
     if not genuine:
         return {"threshold": None, "reason": "no singer has 2 or more tracks"}
     genuine, impostor = np.array(genuine), np.array(impostor)
@@ -155,6 +148,44 @@ def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05,
         "verify_threshold": vthr, "verify_eer": eer(np.r_[same, diff], np.r_[np.ones(len(same)), np.zeros(len(diff))])[0]
         if len(same) and len(diff) else None, "verify_far": far,
     }
+
+
+def _left_out_normalised(means: np.ndarray, lab: np.ndarray, norm: EnrolmentNorm,
+                         held: list[tuple[np.ndarray, int]]) -> tuple[list[float], list[float]]:
+    """Leave-one-out scores with the enrolment's own normalisation: genuine against the singer's centroid without
+    the track; impostor the best of the other singers in a catalogue without the track's singer."""
+    centred = norm.centre(means)
+    sums = np.zeros((norm.centroids.shape[0], means.shape[1]))
+    np.add.at(sums, lab, centred)
+    genuine, impostor = [], []
+    for q, i in held:
+        a = lab[i]
+        own = _normalise(sums[a] - centred[i])[None].astype(np.float32)
+        genuine.append(float(norm.score(q, own, np.array([a]))[0, 0]))
+        impostor.append(float(np.delete(norm.score(q, absent=a)[0], a).max()))
+    return genuine, impostor
+
+
+def _left_out_backend(means: np.ndarray, lab: np.ndarray, backend,
+                      held: list[tuple[np.ndarray, int]]) -> tuple[list[float], list[float]]:
+    """Leave-one-out scores by cosine, or the backend's AS-norm against its training cohort."""
+    sums = np.zeros((lab.max() + 1, means.shape[1]))
+    np.add.at(sums, lab, means)
+    base = _normalise(sums)
+    stats = backend.cohort_stats(base) if backend is not None else None  # AS-norm's centroid side, computed once
+    genuine, impostor = [], []
+    for q, i in held:
+        own = _normalise(sums[lab[i]] - means[i])  # the singer's centroid without this track
+        c = base.copy()
+        c[lab[i]] = own
+        st = None
+        if stats is not None:  # only the left-out singer's centroid changed
+            st = (stats[0].copy(), stats[1].copy())
+            (st[0][lab[i]],), (st[1][lab[i]],) = backend.cohort_stats(own[None])
+        s = track_score(q, c, backend, st)
+        genuine.append(s[lab[i]])
+        impostor.append(np.delete(s, lab[i]).max())
+    return genuine, impostor
 
 
 def _pair_scores(means: np.ndarray, lab: np.ndarray, rng, n: int = 20000) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ from ..audio import load_audio
 from ..embed import iter_track_embeddings
 from ..voiced import track_audio
 from . import index as faiss_index
+from ..models.selfnorm import EnrolmentNorm, SelfNormConfig
 from .calibrate import calibrate, confidence, decide, track_score
 from .store import Store, file_sha
 
@@ -36,7 +37,7 @@ class Catalogue:
         self._separator = None
         self._second_view = None
         self._index = None
-        self._centroids: tuple[list[str], np.ndarray] | None = None
+        self._centroids: tuple[list[str], EnrolmentNorm] | None = None  # real singers and their statistics
         self._clones: tuple[list[str], np.ndarray] | None = None
         self._cohort: dict[str, tuple] = {}  # kind → (centroids, backend, AS-norm's centroid side) computed from them
         self._generation = store.generation()  # the content the search structures above were built from
@@ -45,16 +46,20 @@ class Catalogue:
     @classmethod
     def create(cls, folder: str | os.PathLike, backend: str = "voice", checkpoint: str | None = None,
                separate: str = "auto", index_kind: str = "flat", device: str = "cpu",
-               enrol_views: str = "auto") -> "Catalogue":
+               enrol_views: str = "auto", score_norm: str = "enrolment") -> "Catalogue":
         """Create (or reopen) a catalogue. `enrol_views` (`embed.ENROL_VIEWS`) is fixed at creation: how a distilled
-        student enrols each track (raw only, or raw and separated, averaged); reopening with another is refused."""
+        student enrols each track (raw only, or raw and separated, averaged); reopening with another is refused.
+        `score_norm`: "enrolment" (scores normalised by the catalogue's own statistics, `models.selfnorm`) or
+        "none" (cosine, or the checkpoint's backend cohort)."""
+        if score_norm not in SCORE_NORMS:
+            raise ValueError(f"score_norm must be one of {', '.join(SCORE_NORMS)}, got {score_norm!r}")
         from ..embed import second_view_name
 
         store = Store(folder, create=True)
         new = store.get_meta("backend") is None
         if new:
             store.set_meta(backend=backend, checkpoint=str(Path(checkpoint).resolve()) if checkpoint else None,
-                           separate=separate, index_kind=index_kind, version=1)
+                           separate=separate, index_kind=index_kind, version=1, score_norm=score_norm)
         cat = cls(store, device)
         name = second_view_name(cat.embedder, enrol_views, separate) or ""
         if new:
@@ -106,7 +111,8 @@ class Catalogue:
     def ensure_calibrated(self, stale: bool = False) -> None:
         """Calibrate when there is no calibration (or, with `stale`, when tracks changed since the last one)."""
         cal = self.store.get_meta("calibration")
-        if self.store.count() and (cal is None or stale and cal.get("generation") != self.store.generation()):
+        if self.store.count() and (cal is None or stale and (cal.get("generation") != self.store.generation()
+                                                             or cal.get("score_norm") != self.score_norm_name)):
             log.info("%s: calibrating (tracks changed since the last calibration)", self.folder)
             self.calibrate()
 
@@ -119,6 +125,14 @@ class Catalogue:
         self._generation = gen
         self.ensure_calibrated()
         return True
+
+    @property
+    def score_norm_name(self) -> str:
+        return self.store.get_meta("score_norm") or "enrolment"  # catalogues made before it: the default
+
+    @property
+    def score_norm(self) -> SelfNormConfig | None:
+        return SelfNormConfig() if self.score_norm_name == "enrolment" else None
 
     @property
     def folder(self) -> Path:
@@ -239,32 +253,41 @@ class Catalogue:
         """Decision tiers from the real tracks (leave-one-out); `far`: the verification threshold's target rate."""
         gen = self.store.generation()
         cal = {**calibrate(self.store.track_vectors("real"), far, backend=self.embedder.backend,
-                           queries=self.store.query_vectors("real")), "generation": gen}
+                           queries=self.store.query_vectors("real"), score_norm=self.score_norm), "generation": gen,
+               "score_norm": self.score_norm_name}
         self.store.set_meta(calibration=cal)
         return cal
 
     # ------------------------------------------------------------------ search structures
-    def centroids(self) -> tuple[list[str], np.ndarray]:
-        """Singers' real-voice centroids (names, [S, D]); rebuilt when the tracks changed."""
+    def enrolment(self) -> tuple[list[str], EnrolmentNorm]:
+        """Real singers (names) and the statistics their tracks are scored with (`models.selfnorm`); rebuilt from
+        the stored tracks when they changed, so they never drift from what is enrolled."""
         self.refresh()
         if self._centroids is None:
-            self._centroids = self._singer_centroids("real")
+            _, emb, singers = self.store.track_embeddings(kind="real")
+            names = sorted(set(singers))
+            idx = {s: i for i, s in enumerate(names)}
+            self._centroids = names, EnrolmentNorm.fit(emb, np.array([idx[s] for s in singers], int), len(names),
+                                                       self.score_norm)
         return self._centroids
 
-    def clone_centroids(self) -> tuple[list[str], np.ndarray]:
-        """Centroids of the known imitations of each singer (kind=cloned tracks)."""
-        if self._clones is None:
-            self._clones = self._singer_centroids("cloned")
-        return self._clones
+    def centroids(self) -> tuple[list[str], np.ndarray]:
+        """Singers' real-voice centroids (names, [S, D]) as scored (centred on the catalogue's mean when its scores
+        are normalised)."""
+        names, norm = self.enrolment()
+        return names, norm.centroids
 
-    def _singer_centroids(self, kind: str) -> tuple[list[str], np.ndarray]:
-        _, emb, singers = self.store.track_embeddings(kind=kind)
-        names = sorted(set(singers))
-        idx = {s: i for i, s in enumerate(names)}
-        c = np.zeros((len(names), emb.shape[1]), np.float64)
-        np.add.at(c, [idx[s] for s in singers], emb)
-        c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-        return names, c.astype(np.float32)
+    def clone_centroids(self) -> tuple[list[str], np.ndarray]:
+        """Centroids of the known imitations of each singer (kind=cloned tracks), centred as the real ones."""
+        if self._clones is None:
+            _, emb, singers = self.store.track_embeddings(kind="cloned")
+            names = sorted(set(singers))
+            idx = {s: i for i, s in enumerate(names)}
+            c = np.zeros((len(names), emb.shape[1]), np.float64)
+            np.add.at(c, [idx[s] for s in singers], self.enrolment()[1].centre(emb))
+            c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+            self._clones = names, c.astype(np.float32)
+        return self._clones
 
     def _sync_index(self, rebuild: bool = False) -> None:
         """Load the FAISS file, add tracks enrolled since it was written, rebuild after removals."""
@@ -301,22 +324,23 @@ class Catalogue:
         return self.identify_wave(load_audio(path), top, neighbours, str(path))
 
     def identify_wave(self, wave: np.ndarray, top: int = 5, neighbours: int = 5, path: str = "") -> dict:
-        real = self.centroids()
-        names, cents = real
+        names, norm = self.enrolment()
         if not names:
             raise ValueError(f"{self.folder}: the catalogue is empty: enrol singers first")
         audio = track_audio(wave, self.embedder.window_seconds, None, self.separator)
         starts, emb = audio.starts, self.embedder.embed_windows(audio.windows)  # [N, D] per-window evidence
         track_emb = self.embedder.embed_track(audio.voiced)[None]  # [1, D] what is scored
-        per_window = emb @ cents.T  # [N, S]
-        score = self._track_score(track_emb, "real", real)  # [S] the track against each singer's centroid
+        per_window = norm.centre(emb) @ norm.centroids.T  # [N, S]
+        score = self._track_score(track_emb, "real", (names, norm.centroids))  # [S] against each singer's centroid
         votes = np.bincount(per_window.argmax(axis=1), minlength=len(names))
         clones = self.clone_centroids()
         clone_names = clones[0]
         clone_score = self._track_score(track_emb, "cloned", clones) if clone_names else np.zeros(0)  # [C]
+        note = norm.note if self.score_norm is not None else None
         # ---- decision: from `score` alone (whatever computed it), calibrated tiers, one ordering ----
         cal = self.store.get_meta("calibration") or {}
-        out = {"path": path, **self._decision(names, score, votes, top, cal)}
+        out = {"path": path, **self._decision(names, score, votes, top, cal),
+               "score_norm": f"enrolment (k={norm.k})" if norm.active else "none", "score_norm_note": note}
         out["imitation"] = _imitation(clone_names, clone_score, float(score.max()), cal)
         sims, ids = self.nearest_tracks(track_emb[0], neighbours)
         info = self.store.track_info([int(i) for i in ids if i >= 0])
@@ -329,8 +353,15 @@ class Catalogue:
         }
 
     def _track_score(self, track_emb: np.ndarray, kind: str, centroids: tuple[list[str], np.ndarray]) -> np.ndarray:
-        """[1, D] track → [S] scores against `centroids`; AS-norm's centroid side (S × cohort products) is computed
-        once per centroids and model, not per query."""
+        """[1, D] track → [S] scores against `centroids`: normalised by the catalogue's own statistics (a clone
+        centroid with the cohort of the singers other than the one it imitates), else by the backend's AS-norm,
+        whose centroid side (S × cohort products) is computed once per centroids and model, not per query."""
+        names, norm = self.enrolment()
+        if norm.active:
+            if kind == "real":
+                return norm.score(track_emb)[0]
+            idx = {s: i for i, s in enumerate(names)}
+            return norm.score(track_emb, centroids[1], np.array([idx.get(s, -1) for s in centroids[0]]))[0]
         backend = self.embedder.backend
         hit = self._cohort.get(kind)
         if hit is None or hit[0] is not centroids or hit[1] is not backend:
@@ -370,6 +401,9 @@ class Catalogue:
 
     def close(self) -> None:
         self.store.close()
+
+
+SCORE_NORMS = ("enrolment", "none")
 
 
 def _model_meta(embedder) -> dict:

@@ -17,6 +17,7 @@ import pandas as pd
 from ..data.manifest import singers_of
 from ..embed import Embedder
 from .cache import Windows, as_tracks, embed_files, reads_raw, with_second_view
+from ..models.selfnorm import SelfNormConfig
 from .heads import CentroidClassifier, HeadConfig, train_head
 from .vote import TOPK_COMPAT, majority_vote, mean_score_ranking, truth_rank
 
@@ -27,16 +28,18 @@ DECISIONS = ("track", "vote", "mean")  # track: the track-level embedding (all p
 
 
 def fit_classifier(windows: list[Windows], labels: list[int], n_classes: int, method: str, seed: int = 0,
-                   head_cfg: HeadConfig | None = None, songs: list[str] | None = None, backend=None):
-    """Windows of enrolment tracks → a classifier with `.scores(features [N, D]) -> [N, C]` (centroids score with the
-    embedder's scoring `backend`, AS-norm, when it has one).
+                   head_cfg: HeadConfig | None = None, songs: list[str] | None = None, backend=None,
+                   score_norm: SelfNormConfig | None = SelfNormConfig()):
+    """Windows of enrolment tracks → a classifier with `.scores(features [N, D]) -> [N, C]` (centroids score
+    normalised by the enrolment's own statistics, `score_norm`, as a catalogue does; None: cosine, or the
+    embedder's scoring `backend`'s AS-norm when it keeps a cohort).
 
     The head validates on one held-out song per singer with ≥ 2 songs (`songs`, one per track; default: every track
     its own song): four fixed windows of its first take, and none of its takes in training."""
     if method == "centroid":
         return CentroidClassifier.fit(np.concatenate([w.emb for w in windows]),
                                       np.concatenate([[y] * len(w.emb) for w, y in zip(windows, labels)]), n_classes,
-                                      backend)
+                                      backend, score_norm)
     if method != "head":
         raise ValueError(f"method must be one of {METHODS}")
     cfg = head_cfg or HeadConfig(seed=seed)
@@ -96,11 +99,13 @@ def evaluate(
     enrol: pd.DataFrame, query: pd.DataFrame, embedder: Embedder, method: str = "centroid", decision: str = "track",
     cache_dir=None, workers: int = 2, seed: int = 0, k: int = 5, separator=None, auto: bool = True,
     topk_compat: str = "ours", query_embedder: Embedder | None = None, query_separator=None, enrol_separated=None,
+    score_norm: SelfNormConfig | None = SelfNormConfig(),
 ) -> dict:
     """Enrol `enrol`'s tracks, classify `query`'s. `query_embedder` (with `query_separator` in front of it): embed
     the queries with another model of the same embedding space, as a catalogue enrolled by a teacher through
     separation is queried by its distilled student on raw mixtures. `enrol_separated` (a separator, from
-    `embed.second_view`): each enrolment track also read through it, the two track embeddings averaged."""
+    `embed.second_view`): each enrolment track also read through it, the two track embeddings averaged.
+    `score_norm`: centroid scores normalised by the enrolment's own statistics, as a catalogue scores (None: off)."""
     if topk_compat not in TOPK_COMPAT:
         raise ValueError(f"topk_compat must be one of {TOPK_COMPAT}")
     if query_embedder is not None and query_embedder.space != embedder.space:
@@ -127,7 +132,8 @@ def evaluate(
     idx = {s: j for j, s in enumerate(singers)}
     songs = [enrol["song"].iloc[i] for i in ok] if "song" in enrol else None
     clf = fit_classifier([ew[i] for i in ok], [idx[enrol["singer"].iloc[i]] for i in ok], len(singers), method, seed,
-                         HeadConfig(seed=seed, raw_input=reads_raw(embedder)), songs, getattr(embedder, "backend", None))
+                         HeadConfig(seed=seed, raw_input=reads_raw(embedder)), songs, getattr(embedder, "backend", None),
+                         score_norm)
     if query_embedder is None:
         query_embedder, query_separator = embedder, separator
     qw = embed_table(query_embedder, query, cache_dir, workers, query_separator, auto)
@@ -155,8 +161,18 @@ def evaluate(
         "query_backend": query_embedder.name,
         "query_separation": query_separator.name if query_separator is not None else "none",
         "singers": len(singers),
+        "score_norm": _norm_summary(clf),
         "n_errors": sum("error" in q for q in queries),
         "n_not_enrolled": int(sum(not any(x in idx for x in singers_of(s)) for s in query["singer"])),
         "topk_compat": topk_compat,
         "queries": queries,
     }
+
+
+def _norm_summary(clf) -> str:
+    """How the centroid scores were normalised: "enrolment (k=K)", "backend cohort", or "none"."""
+    norm = getattr(clf, "norm", None)
+    if norm is not None:
+        return f"enrolment (k={norm.k})"
+    backend = getattr(clf, "backend", None)
+    return "backend cohort" if backend is not None and backend.cohort is not None else "none"

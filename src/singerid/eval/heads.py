@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from ..models.backend import pair_scores
 from ..models.heads import ClassifierHead
+from ..models.selfnorm import EnrolmentNorm, SelfNormConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,26 +56,29 @@ class TrackSampler:
 
 
 class CentroidClassifier:
-    """Per-class mean of L2-normalised training windows; window scores = cosine to each centroid, or the scoring
-    backend's normalised scores (AS-norm) when one is given."""
+    """Per-class mean of L2-normalised training windows; scores = cosine to each centroid, or normalised by the
+    enrolment's own statistics (`models.selfnorm`, the default), or else by the scoring backend's AS-norm when it
+    keeps a cohort."""
 
     raw_input = False
 
-    def __init__(self, centroids: np.ndarray, backend=None):
+    def __init__(self, centroids: np.ndarray, backend=None, norm: EnrolmentNorm | None = None):
         self.centroids = centroids  # [C, D], L2-normalised
         self.backend = backend
+        self.norm = norm if norm is not None and norm.active else None
 
     @classmethod
-    def fit(cls, emb: np.ndarray, labels: np.ndarray, n_classes: int, backend=None) -> "CentroidClassifier":
-        c = np.zeros((n_classes, emb.shape[1]), np.float64)
-        np.add.at(c, labels, emb)
-        c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-        return cls(c.astype(np.float32), backend)
+    def fit(cls, emb: np.ndarray, labels: np.ndarray, n_classes: int, backend=None,
+            score_norm: SelfNormConfig | None = None) -> "CentroidClassifier":
+        norm = EnrolmentNorm.fit(emb, labels, n_classes, score_norm)
+        if norm.note:
+            log.warning("%s", norm.note)
+        return cls(norm.centroids if norm.active else EnrolmentNorm.fit(emb, labels, n_classes, None).centroids,
+                   backend, norm)
 
     def scores(self, emb: np.ndarray) -> np.ndarray:
         """[N, D] → [N, C] scores against each centroid."""
-        return pair_scores(emb, self.centroids, self.backend)
-
+        return self.norm.score(emb) if self.norm is not None else pair_scores(emb, self.centroids, self.backend)
 
 
 class HeadClassifier:
