@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     topk_arg(v)
     backend_args(v)
     enrol_views_arg(v)
+    score_norm_arg(v, "the enrolment list's")
 
     for name, helptext in (("sweep", "closed-set N-class sweeps x runs, and the cloned protocol when the table has clones"),
                            ("analyse", "accuracy by genre / by training tracks per singer, similarity study (PNG, JSON, MD)")):
@@ -276,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--ray", action="store_true", help="embed on the Ray cluster (Ray Data), then commit here")
     backend_args(n)
     enrol_views_arg(n)
+    score_norm_arg(n, "a new catalogue's")
 
     i = sub.add_parser("identify", help="whose voice is this? ranked singers, evidence, 'unknown'")
     i.add_argument("files", nargs="+", help="audio files")
@@ -343,6 +345,13 @@ def global_args(p: argparse.ArgumentParser) -> None:
                    help="torch threads per process (default: $SINGERID_THREADS, $OMP_NUM_THREADS, else the usable "
                         "CPUs (affinity, cgroup quota) left idle by other processes, divided among workers)")
 
+
+
+def score_norm_arg(p, whose: str) -> None:
+    p.add_argument("--score-norm", choices=["enrolment", "none"], default="enrolment",
+                   help=f"enrolment (default): scores centred on {whose} mean track embedding and AS-normalised "
+                        "against its other singers (cosine when it has fewer than 12); none: cosine, or a "
+                        "checkpoint's backend cohort")
 
 
 def enrol_views_arg(p: argparse.ArgumentParser) -> None:

@@ -98,7 +98,8 @@ def cmd_enroll(a) -> int:
     if a.ray and a.enrol_views == "mixture+separated":
         raise ValueError("--ray enrols one view of each track (a student: the raw mixture); leave --enrol-views out")
     views = "mixture" if a.ray else a.enrol_views
-    cat = Catalogue.create(a.catalogue, a.backend or "voice", a.checkpoint, separate, a.index, a.device, views)
+    cat = Catalogue.create(a.catalogue, a.backend or "voice", a.checkpoint, separate, a.index, a.device, views,
+                           a.score_norm)
     if a.ray:
         from ..distributed import ray_embed, read_shards
 

@@ -124,6 +124,7 @@ def cmd_evaluate(a) -> int:
 
     from ..embed import load_embedder, second_view
     from ..eval.evaluate import evaluate
+    from ..models.selfnorm import SelfNormConfig
     from ..weights import home
 
     emb, sep = load_embedder(a.backend, a.checkpoint, a.device), _separator(a)
@@ -132,7 +133,8 @@ def cmd_evaluate(a) -> int:
     q_sep = None if q_emb is None or q_emb.reads_mixtures else sep  # a student reads the raw mixture
     r = evaluate(load_table(a.enroll, a), load_table(a.query, a), emb, a.method, a.decision, _cache_dir(a), a.workers,
                  a.seed, separator=sep, auto=a.separate in ("auto", "given"), topk_compat=a.topk_compat,
-                 query_embedder=q_emb, query_separator=q_sep, enrol_separated=also)
+                 query_embedder=q_emb, query_separator=q_sep, enrol_separated=also,
+                 score_norm=SelfNormConfig() if a.score_norm == "enrolment" else None)
     with open(a.json, "w") as fh:
         json.dump(r, fh, indent=1)
     queried = f", queries by {r['query_backend']} (separation {r['query_separation']})" if q_emb else ""
