@@ -35,6 +35,7 @@ MAX_PEAK = 1e3  # float files louder than this are scaled to peak 1 (no overflow
 MAX_SECONDS = 2 * 3600.0  # a decode-whole call refuses files longer than this (windows still work)
 BLOCK_FRAMES = 1 << 20  # decode in blocks of this many frames (mixed to mono as they come)
 UNKNOWN_FRAMES = 1 << 62  # libsndfile reports "unknown length" as a huge frame count
+MAX_FILE_BYTES = 2 << 30  # larger files are refused before any byte is read (2 h of 48-kHz stereo PCM is 1.4 GB)
 
 
 class AudioError(ValueError):
@@ -42,7 +43,12 @@ class AudioError(ValueError):
 
     def __init__(self, path: str | os.PathLike, reason: str):
         self.path, self.reason = str(path), reason
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{printable(path)}: {reason}")
+
+
+def printable(name: str | os.PathLike) -> str:
+    """A file name safe to echo on a terminal or in a log: control characters (ANSI escapes...) shown escaped."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(name))
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,10 @@ class AudioInfo:
 FFMPEG_FIRST = (".mp3",)
 
 
-def _check_path(path: str | os.PathLike) -> Path:
+def check_file(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> Path:
+    """The one check every input file passes before any of its bytes is read (decoded or hashed): it exists, is a
+    regular file (not a device, FIFO, socket or directory, also behind a link), is not empty, is at most `max_bytes`
+    and can be opened for reading. → the path; AudioError saying why not."""
     p = Path(path)
     try:
         st = p.stat()
@@ -73,9 +82,18 @@ def _check_path(path: str | os.PathLike) -> Path:
         raise AudioError(p, f"cannot read file ({e.strerror})") from None
     if stat.S_ISDIR(st.st_mode):
         raise AudioError(p, "is a directory, not an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioError(p, "not a regular file (a device, FIFO or socket)")
     if st.st_size == 0:
         raise AudioError(p, "empty file (0 bytes)")
+    if st.st_size > max_bytes:
+        raise AudioError(p, f"file of {st.st_size / 2**30:.1f} GiB is larger than the {max_bytes / 2**30:g}-GiB limit")
+    try:
+        open(p, "rb").close()
+    except OSError as e:
+        raise AudioError(p, f"cannot read file ({e.strerror or type(e).__name__})") from None
     return p
+
 
 
 def _reason(e: Exception, p: Path) -> str:
@@ -146,7 +164,7 @@ def _av_declared(container) -> tuple[int, float | None]:
 
 def audio_info(path: str | os.PathLike) -> AudioInfo:
     """Sample rate, length and channel count without decoding the samples."""
-    p = _check_path(path)
+    p = check_file(path)
     try:
         with _quiet_decoder(p):
             i = sf.info(str(p))
@@ -263,7 +281,7 @@ def _validate(p: Path, wave: np.ndarray, rate: int, *, min_seconds: float = MIN_
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """Decode a whole file → mono float32 [T] at `sample_rate`. Raises AudioError for bad input."""
-    p = _check_path(path)
+    p = check_file(path)
     if (why := _container_truncation(p)) is not None:
         raise AudioError(p, why)
     if p.suffix.lower() in FFMPEG_FIRST:
@@ -338,7 +356,7 @@ def read_window(
     """[seconds * sample_rate] float32 mono from `start` s. Seeks where soundfile can, else decodes whole.
 
     A window running past the end is padded by repeating the audio (a 4-s clip still yields a 6-s window)."""
-    p = _check_path(path)
+    p = check_file(path)
     n_out = int(round(seconds * sample_rate))
     try:
         info = _sf_info(p)

@@ -19,6 +19,7 @@ import pandas as pd
 from .. import CAVEAT
 from ..progress import log_progress
 from ..audio import load_audio
+from ..data.manifest import readable_rows
 from ..embed import iter_track_embeddings
 from ..voiced import track_audio
 from . import index as faiss_index
@@ -163,9 +164,12 @@ class Catalogue:
         """Embed and commit each track. A track is enrolled once per singer and content (a repeated row, a copy under
         another path or a retry after a crash adds nothing). Rows marked stem=vocals are not separated; rows marked
         kind=cloned are known imitations. `on_track(path, singer)` is called once a track is durable.
-        → {"enrolled", "skipped", "errors"}"""
+        Every path passes `readable_rows` (the file checks) before it is hashed or decoded.
+        → {"enrolled", "skipped", "errors", "failed_rows" (labels of the rows not enrolled)}"""
+        tracks, refused = readable_rows(tracks)
         todo = self._new_tracks(tracks)
-        out = {"enrolled": 0, "skipped": len(tracks) - len(todo), "errors": []}
+        out = {"enrolled": 0, "skipped": len(tracks) - len(todo), "errors": [e for _, e in refused],
+               "failed_rows": [i for i, _ in refused]}
         vocal_rows = todo["stem"] == "vocals" if "stem" in todo else pd.Series(False, index=todo.index)
         for is_vocal in (True, False):
             part = todo[vocal_rows == is_vocal]
@@ -178,6 +182,7 @@ class Catalogue:
                 row = part.iloc[te.index]
                 if te.error:
                     out["errors"].append(te.error)
+                    out["failed_rows"].append(row.name)
                     continue
                 _, added = self.store.add_track(row["path"], row["singer"], str(row.get("song", row["path"])),
                                                 np.asarray(te.starts), te.embeddings, row["sha"], _kind(row), te.track,

@@ -274,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="false-acceptance rate of `verify`'s same-singer threshold; identification answers in tiers "
                         "(match: 1 %%, possible: 10 %% of unknown voices accepted)")
     n.add_argument("--ray", action="store_true", help="embed on the Ray cluster (Ray Data), then commit here")
+    n.add_argument("--skip-bad", action="store_true",
+                   help="exit 0 even when some rows could not be enrolled (default: exit 2; the good rows stay enrolled)")
     backend_args(n)
     enrol_views_arg(n)
 
