@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from singerid.catalogue import Catalogue
+from singerid.catalogue.store import Store
 from singerid.cli import main
 
 
@@ -161,3 +162,66 @@ def test_control_characters_in_file_names_are_escaped(world, catalogue, tmp_path
     assert main(["identify", str(evil), "--catalogue", str(catalogue)]) == 2
     err = capfd.readouterr().err
     assert "\x1b" not in err and "\x07" not in err and "\\x1b[31mred\\x07.wav" in err
+
+
+# ---------------------------------------------------------------------------------- 5. identify is read-only
+def _snapshot(folder) -> dict:
+    """Every file of a catalogue folder with its content and mtime (the -shm wal-index is SQLite's shared memory)."""
+    import hashlib
+
+    return {p.name: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(folder.iterdir()) if p.is_file() and not p.name.endswith("-shm")}
+
+
+def test_identify_writes_nothing_to_the_catalogue(world, catalogue, monkeypatch, capfd):
+    import faiss
+
+    before = _snapshot(catalogue)
+
+    def read_only_disk(*a, **k):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(faiss, "write_index", read_only_disk)
+    monkeypatch.setattr(os, "replace", read_only_disk)
+    for _ in range(2):
+        assert main(["identify", world["t"]["path"].iloc[0], "--catalogue", str(catalogue)]) == 0
+    assert _snapshot(catalogue) == before
+
+
+def test_identify_on_a_catalogue_never_calibrated_calibrates_in_memory_only(world, tmp_path, capfd):
+    cat = Catalogue.create(tmp_path / "cat", checkpoint=world["ckpt"], separate="none")
+    cat.enroll(world["t"], workers=0, progress=False, calibrate_after=False)  # as if killed before calibrating
+    cat.close()
+    assert main(["identify", world["t"]["path"].iloc[0], "--catalogue", str(tmp_path / "cat")]) == 0
+    assert "uncalibrated" not in capfd.readouterr().out
+    assert Store(tmp_path / "cat").get_meta("calibration") is None  # not written by identify
+
+
+# ---------------------------------------------------------------------------------- 6. damaged catalogue files
+def _damage(catalogue, tmp_path, how: str):
+    import shutil
+    import sqlite3
+
+    folder = tmp_path / how
+    shutil.copytree(catalogue, folder)
+    with sqlite3.connect(folder / "catalogue.sqlite") as c:
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for extra in ("catalogue.sqlite-wal", "catalogue.sqlite-shm"):
+        (folder / extra).unlink(missing_ok=True)
+    db = folder / "catalogue.sqlite"
+    data = db.read_bytes()
+    db.write_bytes({"truncated": data[: len(data) * 6 // 10], "random": np.random.default_rng(0).bytes(len(data)),
+                    "empty": b""}[how])
+    return folder
+
+
+@pytest.mark.parametrize("how", ["truncated", "random", "empty"])
+def test_a_damaged_catalogue_is_one_line_naming_the_file_and_the_rebuild(world, catalogue, tmp_path, capfd, how):
+    folder = _damage(catalogue, tmp_path, how)
+    wav = world["t"]["path"].iloc[0]
+    for argv in (["identify", wav, "--catalogue", str(folder)], ["serve", "--catalogue", str(folder)],
+                 ["remove-singer", "x", "--catalogue", str(folder)]):
+        assert main(argv) == 2, argv
+        err = capfd.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err[-2000:]
+        assert f"{folder / 'catalogue.sqlite'}: damaged catalogue database" in err and "singerid enroll" in err, err

@@ -72,12 +72,13 @@ class Catalogue:
 
     @classmethod
     def open(cls, folder: str | os.PathLike, device: str = "cpu", backend: str | None = None,
-             checkpoint: str | None = None) -> "Catalogue":
+             checkpoint: str | None = None, readonly: bool = False) -> "Catalogue":
         """Open a catalogue; one changed since its last calibration (e.g. an enrolment killed before the end) is
         calibrated now, so no answer goes out without an "unknown". With `backend` or `checkpoint`, queries are
         embedded by that model instead of the enrolling one: it must write into the same embedding space (e.g. a
-        distilled student and its teacher), else ValueError."""
-        cat = cls(Store(folder), device)
+        distilled student and its teacher), else ValueError. `readonly` (identify, verify): nothing in the folder is
+        written; a stale calibration is computed in memory only."""
+        cat = cls(Store(folder, readonly=readonly), device)
         if backend or checkpoint:
             cat.use_model(backend, checkpoint)
         cat.ensure_calibrated(stale=True)
@@ -152,7 +153,8 @@ class Catalogue:
             from ..separation import load_separator, resolve_name
 
             name = resolve_name(self.store.get_meta("separate", "auto"))
-            self.store.set_meta(separate=name)  # fixed once: enrolled and query windows must match
+            if name != self.store.get_meta("separate"):
+                self.store.set_meta(separate=name)  # fixed once: enrolled and query windows must match
             if name == "none":
                 return None
             self._separator = load_separator(name, self.device)  # uncached: a query's stems are never kept on disk
@@ -271,8 +273,9 @@ class Catalogue:
         c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
         return names, c.astype(np.float32)
 
-    def _sync_index(self, rebuild: bool = False) -> None:
-        """Load the FAISS file, add tracks enrolled since it was written, rebuild after removals."""
+    def _sync_index(self, rebuild: bool = False, save: bool = True) -> None:
+        """Load the FAISS file, add tracks enrolled since it was written, rebuild after removals; `save` the result
+        (enrolment and removal do; a search keeps what it topped up in memory: identification writes nothing)."""
         kind = self.store.get_meta("index_kind", "flat")
         loaded = None if rebuild else faiss_index.load(self.folder)
         if loaded is not None and loaded[1].get("kind") == kind:
@@ -289,15 +292,16 @@ class Catalogue:
         if len(ids):
             index.add_with_ids(emb, ids)
         if index.ntotal != self.store.count():  # removals since the file was written
-            return self._sync_index(rebuild=True) if not rebuild else None
-        faiss_index.save(index, self.folder, int(ids.max()) if len(ids) else meta["max_id"], kind)
+            return self._sync_index(rebuild=True, save=save) if not rebuild else None
+        if save and not self.store.readonly:
+            faiss_index.save(index, self.folder, int(ids.max()) if len(ids) else meta["max_id"], kind)
         self._index = index
 
     @property
     def index(self):
         self.refresh()
         if self._index is None:
-            self._sync_index()
+            self._sync_index(save=False)
         return self._index
 
     # ------------------------------------------------------------------ identification

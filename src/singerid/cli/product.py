@@ -190,7 +190,7 @@ def cmd_identify(a) -> int:
     from .. import CAVEAT
     from ..catalogue import Catalogue
 
-    cat = Catalogue.open(a.catalogue, a.device, a.backend, a.checkpoint)
+    cat = Catalogue.open(a.catalogue, a.device, a.backend, a.checkpoint, readonly=True)
     from ..progress import log_progress
 
     results, failed = [], 0
@@ -227,7 +227,7 @@ def cmd_verify(a) -> int:
     if a.catalogue:
         from ..catalogue import Catalogue
 
-        cat = Catalogue.open(a.catalogue, a.device)
+        cat = Catalogue.open(a.catalogue, a.device, readonly=True)
         emb, sep = cat.embedder, cat.separator
         thr = a.threshold if a.threshold is not None else (cat.store.get_meta("calibration") or {}).get("verify_threshold")
     else:

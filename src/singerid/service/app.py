@@ -270,6 +270,9 @@ def serve(cfg: ServiceConfig, host: str = "127.0.0.1", port: int = 8000) -> None
 
 
 def _check_catalogue(folder: str) -> None:
-    """Fail in the parent with a clear message (not once per worker) when there is no catalogue."""
+    """Fail in the parent with a clear message (not once per worker) when there is no catalogue or it is damaged."""
+    from ..catalogue.store import Store
+
     if not (Path(folder) / "catalogue.sqlite").is_file():
         raise FileNotFoundError(f"{folder}: no singerid catalogue (create one with `singerid enroll`)")
+    Store(folder, readonly=True).close()  # CatalogueError naming the file and how to rebuild it
