@@ -231,13 +231,24 @@ class Catalogue:
         return out
 
     def remove_singer(self, singer: str) -> int:
+        """Remove a singer's tracks, and the audio the service kept for them (`<catalogue>/uploads/`) that no other
+        track uses. → tracks removed"""
+        paths = self.store.paths_of(singer)
         n = self.store.remove_singer(singer)
+        self._drop_kept_uploads(paths)
         if n:
             self._centroids = self._clones = None
             self._generation = self.store.generation()
             self._sync_index(rebuild=True)
             self.calibrate()
         return n
+
+    def _drop_kept_uploads(self, paths: list[str]) -> None:
+        kept = (self.folder / "uploads").resolve()
+        for p in map(Path, paths):
+            if p.parent.resolve() == kept and not self.store.has_file(str(p)):
+                p.unlink(missing_ok=True)
+                log.info("removed the uploaded audio %s", p.name)
 
     def singers(self) -> list[dict]:
         return [{"singer": s, "tracks": n} for s, n in self.store.singers()]

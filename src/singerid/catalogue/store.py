@@ -193,6 +193,9 @@ class Store:
     def has_file(self, path: str) -> bool:
         return self.db.execute("SELECT 1 FROM tracks WHERE path = ?", (path,)).fetchone() is not None
 
+    def paths_of(self, singer: str) -> list[str]:
+        return [p for (p,) in self.db.execute("SELECT DISTINCT path FROM tracks WHERE singer = ?", (singer,))]
+
     def remove_singer(self, singer: str) -> int:
         with self.db:
             n = self.db.execute("DELETE FROM tracks WHERE singer = ?", (singer,)).rowcount

@@ -311,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--timeout", type=float, default=120.0,
                    help="seconds per identification request (504 after; the job keeps its queue slot until it stops)")
     h.add_argument("--read-timeout", type=float, default=30.0, help="longest pause while an upload streams in (s)")
+    h.add_argument("--request-timeout", type=float, default=600.0, help="longest time to receive a whole request (s)")
+    h.add_argument("--header-timeout", type=float, default=10.0,
+                   help="longest time to receive a request's line and headers (s)")
     h.add_argument("--max-queue", type=int, default=8,
                    help="identification requests waiting or running per worker (503 beyond)")
     h.add_argument("--workers", type=int, default=1,

@@ -280,7 +280,8 @@ def cmd_serve(a) -> int:
     from ..service.app import ServiceConfig, serve
 
     cfg = ServiceConfig(a.catalogue, a.token, a.max_upload_mb, a.max_seconds, a.timeout, a.max_queue, a.device,
-                        a.read_timeout, workers=a.workers, threads=getattr(a, "threads", None))
+                        a.read_timeout, workers=a.workers, threads=getattr(a, "threads", None),
+                        request_timeout_s=a.request_timeout, header_timeout_s=a.header_timeout)
     serve(cfg, a.host, a.port)
     return 0
 

@@ -65,9 +65,7 @@ def parse_segs(v) -> list[float] | None:
 
 # ---- the rules a table cell and an HTTP form field both pass: each returns why a value is refused, or None
 def singer_problem(singer: str) -> str | None:
-    if not singer:
-        return "empty singer"
-    if len(singer) > MAX_SINGER:
+    if not singer or len(singer) > MAX_SINGER:
         return f"singer must be 1-{MAX_SINGER} characters (has {len(singer)})"
     return None
 
