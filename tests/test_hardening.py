@@ -225,3 +225,17 @@ def test_a_damaged_catalogue_is_one_line_naming_the_file_and_the_rebuild(world, 
         err = capfd.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err, err[-2000:]
         assert f"{folder / 'catalogue.sqlite'}: damaged catalogue database" in err and "singerid enroll" in err, err
+
+
+# ---------------------------------------------------------------------------------- 12. RF64 claiming more data
+@pytest.mark.parametrize("fmt", ["RF64", "WAV"])
+def test_a_wav_or_rf64_cut_short_is_refused_as_truncated(tmp_path, fmt):
+    from singerid.audio import AudioError, load_audio
+
+    path = tmp_path / f"cut.{fmt.lower()}"
+    sf.write(path, (0.3 * np.sin(np.arange(16000 * 6) / 5)).astype(np.float32), 16000, format=fmt, subtype="PCM_16")
+    data = path.read_bytes()
+    assert data[:4] == (b"RF64" if fmt == "RF64" else b"RIFF")
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioError, match="truncated: data chunk declares"):
+        load_audio(path)

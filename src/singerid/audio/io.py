@@ -309,15 +309,20 @@ def _container_truncation(p: Path) -> str | None:
             size = fh.seek(0, os.SEEK_END)
             fh.seek(max(0, size - (1 << 16)))
             return _ogg_truncation(fh.read())
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
         return _wav_truncation(head, p.stat().st_size)
     return None
 
 
 def _wav_truncation(head: bytes, file_size: int) -> str | None:
-    pos = 12
+    """A RIFF or RF64 WAVE whose `data` chunk declares more bytes than the file holds (RF64: the size in `ds64`)."""
+    pos, ds64_data = 12, None
+    if head[:4] == b"RF64" and head[12:16] == b"ds64" and len(head) >= 36:
+        ds64_data = int.from_bytes(head[28:36], "little")
     while pos + 8 <= len(head):
         cid, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if cid == b"data" and size == 0xFFFFFFFF and ds64_data is not None:
+            size = ds64_data
         if cid == b"data":
             have = file_size - (pos + 8)
             if size != 0xFFFFFFFF and have < size:
