@@ -284,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--catalogue", required=True, help="catalogue folder (from `singerid enroll`)")
     i.add_argument("--top", type=int, default=5, help="candidates listed per file")
     i.add_argument("--json", action="store_true", help="print one JSON list (one object per file)")
+    i.add_argument("--max-seconds", type=float, default=7200.0,
+                   help="longest audio accepted (s; longer files are refused before they are decoded)")
     i.add_argument("--device", default="cpu", help="torch device")
     i.add_argument("--checkpoint", help="query with this checkpoint instead of the model that enrolled the catalogue; "
                                         "it must share its embedding space (e.g. a distilled student and its teacher)")

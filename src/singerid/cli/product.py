@@ -193,10 +193,12 @@ def cmd_identify(a) -> int:
     cat = Catalogue.open(a.catalogue, a.device, a.backend, a.checkpoint, readonly=True)
     from ..progress import log_progress
 
+    from ..audio import load_audio
+
     results, failed = [], 0
     for f in log_progress(a.files, len(a.files), "identify", unit="files"):
         try:
-            results.append(cat.identify(f, a.top))
+            results.append(cat.identify_wave(load_audio(f, max_seconds=a.max_seconds), a.top, path=f))
         except AudioError as e:
             failed += 1
             results.append({"path": f, "error": str(e), "caveat": CAVEAT})
