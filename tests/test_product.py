@@ -185,7 +185,7 @@ def test_enrol_reports_each_bad_row_once(world, tmp_path, capfd, caplog):
     bad = pd.DataFrame([{"path": str(tmp_path / "bad.wav"), "singer": "x", "song": "b", "stem": "vocals"}])
     pd.concat([t.iloc[:3], bad]).to_csv(tmp_path / "t.csv", index=False)
     capfd.readouterr()
-    assert _enrol(world, tmp_path / "t.csv", tmp_path / "cat") == 0
+    assert _enrol(world, tmp_path / "t.csv", tmp_path / "cat") == 2  # a row failed (issue 32)
     out, err = capfd.readouterr()
     assert (out + err + caplog.text).count("bad.wav") == 1, out + err + caplog.text  # (the log goes to stderr)
-    assert "1 unreadable" in out
+    assert "1 not enrolled (row 4;" in out

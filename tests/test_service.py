@@ -73,7 +73,8 @@ def make_catalogue(root, synth_catalogue, singers: int | None = None, model=None
 def server(tmp_path_factory, synth_catalogue):
     root = tmp_path_factory.mktemp("svc")
     cat, t = make_catalogue(root, synth_catalogue)
-    proc, url = start_server(cat, "--max-upload-mb", "1", "--max-seconds", "20", "--read-timeout", "2")
+    proc, url = start_server(cat, "--max-upload-mb", "1", "--max-seconds", "20", "--read-timeout", "2",
+                             "--header-timeout", "2", "--request-timeout", "6")
     yield {"url": url, "t": t, "root": root, "cat": cat, "proc": proc}
     stop(proc)
 
@@ -493,3 +494,72 @@ def test_worker_processes_share_the_catalogue(tmp_path, synth_catalogue):
             assert "singer02" not in {c["singer"] for c in r.json()["candidates"]}
     finally:
         stop(proc)
+
+
+# ---------------------------------------------------------------------------------------------- issue 32: the edge
+def test_token_compared_as_bytes_and_the_scheme_in_any_case(server):
+    head = b"DELETE /singers/nobody-here HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\nConnection: close\r\n\r\n"
+    reply = _raw(server["url"], head % "Bearer s3cret-tökén".encode())  # non-ASCII: was a 500
+    assert reply.startswith(b"HTTP/1.1 401") and b'"error"' in reply, reply[:300]
+    for scheme in (b"bearer", b"BEARER"):
+        reply = _raw(server["url"], head % (scheme + b" " + TOKEN.encode()))
+        assert reply.startswith(b"HTTP/1.1 404"), reply[:300]  # authorised; the singer is not there
+
+
+def test_an_unauthenticated_enrol_is_refused_before_its_body_is_read(server):
+    head = (b"POST /enroll HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 10000000\r\n\r\n")  # under the enrol limit; no body sent
+    t0 = time.perf_counter()
+    reply = _raw(server["url"], head, b"--b\r\n")
+    assert reply.startswith(b"HTTP/1.1 401") and b'"error"' in reply, reply[:300]  # was a 408 after waiting for it
+    assert time.perf_counter() - t0 < 1.5
+    assert _temp_files(server) == []
+
+
+def test_a_negative_content_length_gets_a_json_400(server):
+    reply = _raw(server["url"], b"POST /identify HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400") and b"application/json" in reply and b'{"error"' in reply, reply[:300]
+
+
+def _drip(url: str, parts: list[bytes], every: float) -> tuple[bytes, float]:
+    """Send `parts` one by one, `every` s apart, until the server answers or closes → (reply, seconds)."""
+    host, port = url.removeprefix("http://").split(":")
+    t0 = time.perf_counter()
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.settimeout(every)
+        for part in parts:
+            try:
+                s.sendall(part)
+                if data := s.recv(65536):
+                    return data, time.perf_counter() - t0
+                return b"", time.perf_counter() - t0  # closed
+            except socket.timeout:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                return b"", time.perf_counter() - t0
+    return b"still open", time.perf_counter() - t0
+
+
+def test_slow_request_headers_and_bodies_are_cut_off(server):
+    head = b"POST /identify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+    reply, took = _drip(server["url"], [head[i:i + 1] for i in range(len(head))], 0.5)  # --header-timeout 2
+    assert reply != b"still open" and took < 5, (reply[:200], took)
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    body = head + b"Content-Length: 100000\r\n\r\n" + (b'--b\r\nContent-Disposition: form-data; name="file"; '
+                                                          b'filename="a.wav"\r\n\r\nRIFF')
+    reply, took = _drip(server["url"], [body] + [b"x"] * 40, 1.0)  # a byte a second, under --read-timeout 2
+    assert reply.startswith(b"HTTP/1.1 408") and took < 10, (reply[:200], took)  # --request-timeout 6
+    assert _temp_files(server) == []
+
+
+def test_removing_a_singer_removes_the_audio_kept_for_them(server, tmp_path):
+    url, auth = server["url"], {"Authorization": f"Bearer {TOKEN}"}
+    kept = server["cat"] / "uploads"
+    before = set(kept.glob("*")) if kept.is_dir() else set()
+    with open(_wav(tmp_path / "gone.wav", 7.0, 470.0), "rb") as fh:
+        r = httpx.post(url + "/enroll", data={"singer": "to-be-gone"}, files={"files": ("gone.wav", fh)}, headers=auth,
+                       timeout=60)
+    assert r.status_code == 200 and r.json()["enrolled"] == 1, r.text
+    assert len(set(kept.glob("*")) - before) == 1
+    assert httpx.delete(url + "/singers/to-be-gone", headers=auth).status_code == 200
+    assert set(kept.glob("*")) == before  # gone with the singer, not at the next start

@@ -35,6 +35,7 @@ MAX_PEAK = 1e3  # float files louder than this are scaled to peak 1 (no overflow
 MAX_SECONDS = 2 * 3600.0  # a decode-whole call refuses files longer than this (windows still work)
 BLOCK_FRAMES = 1 << 20  # decode in blocks of this many frames (mixed to mono as they come)
 UNKNOWN_FRAMES = 1 << 62  # libsndfile reports "unknown length" as a huge frame count
+MAX_FILE_BYTES = 2 << 30  # larger files are refused before any byte is read (2 h of 48-kHz stereo PCM is 1.4 GB)
 
 
 class AudioError(ValueError):
@@ -42,7 +43,12 @@ class AudioError(ValueError):
 
     def __init__(self, path: str | os.PathLike, reason: str):
         self.path, self.reason = str(path), reason
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{printable(path)}: {reason}")
+
+
+def printable(name: str | os.PathLike) -> str:
+    """A file name safe to echo on a terminal or in a log: control characters (ANSI escapes...) shown escaped."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(name))
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,10 @@ class AudioInfo:
 FFMPEG_FIRST = (".mp3",)
 
 
-def _check_path(path: str | os.PathLike) -> Path:
+def check_file(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> Path:
+    """The one check every input file passes before any of its bytes is read (decoded or hashed): it exists, is a
+    regular file (not a device, FIFO, socket or directory, also behind a link), is not empty, is at most `max_bytes`
+    and can be opened for reading. → the path; AudioError saying why not."""
     p = Path(path)
     try:
         st = p.stat()
@@ -73,9 +82,18 @@ def _check_path(path: str | os.PathLike) -> Path:
         raise AudioError(p, f"cannot read file ({e.strerror})") from None
     if stat.S_ISDIR(st.st_mode):
         raise AudioError(p, "is a directory, not an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioError(p, "not a regular file (a device, FIFO or socket)")
     if st.st_size == 0:
         raise AudioError(p, "empty file (0 bytes)")
+    if st.st_size > max_bytes:
+        raise AudioError(p, f"file of {st.st_size / 2**30:.1f} GiB is larger than the {max_bytes / 2**30:g}-GiB limit")
+    try:
+        open(p, "rb").close()
+    except OSError as e:
+        raise AudioError(p, f"cannot read file ({e.strerror or type(e).__name__})") from None
     return p
+
 
 
 def _reason(e: Exception, p: Path) -> str:
@@ -146,7 +164,7 @@ def _av_declared(container) -> tuple[int, float | None]:
 
 def audio_info(path: str | os.PathLike) -> AudioInfo:
     """Sample rate, length and channel count without decoding the samples."""
-    p = _check_path(path)
+    p = check_file(path)
     try:
         with _quiet_decoder(p):
             i = sf.info(str(p))
@@ -167,6 +185,34 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     return AudioInfo(rate, frames, channels, "av")
 
 
+class _Sink:
+    """Mono blocks at `rate` collected at `out_rate` (None: as they come): resampled block by block (soxr's stream,
+    the same result as one pass) into one array preallocated from `expect` input frames, so a long file never holds
+    a list of blocks and their concatenation, or a native-rate and a resampled copy, at once."""
+
+    def __init__(self, rate: int, out_rate: int | None, expect: int | None):
+        self.rate, self.out_rate, self.n_in, self.n = rate, out_rate or rate, 0, 0
+        self.stream = None if self.out_rate == rate else soxr.ResampleStream(rate, self.out_rate, 1, "float32", "HQ")
+        size = int((expect or 60 * rate) * self.out_rate / rate * 1.01) + 4096
+        self.buf = np.empty(size, np.float32)
+
+    def add(self, block: np.ndarray, last: bool = False) -> None:
+        self.n_in += len(block)
+        block = np.ascontiguousarray(block, np.float32)
+        out = block if self.stream is None else self.stream.resample_chunk(block, last=last)
+        if self.n + len(out) > len(self.buf):
+            grown = np.empty(int((self.n + len(out)) * 1.5), np.float32)
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
+        self.buf[self.n : self.n + len(out)] = out
+        self.n += len(out)
+
+    def result(self) -> np.ndarray:
+        if self.stream is not None:
+            self.add(np.zeros(0, np.float32), last=True)  # flush the resampler's delay line
+        return self.buf[: self.n]
+
+
 def _frame_mono(frame) -> np.ndarray:
     a = frame.to_ndarray()
     if a.dtype.kind == "i":
@@ -177,11 +223,11 @@ def _frame_mono(frame) -> np.ndarray:
     return a.mean(axis=0) if frame.format.is_planar else a.reshape(-1, chans).mean(axis=1)
 
 
-def _decode_av(p: Path, max_seconds: float = MAX_SECONDS) -> tuple[np.ndarray, int]:
-    """Whole file via FFmpeg → (mono float32 [T], native rate). The declared length is checked before decoding and
-    the decoded length while decoding, so a lying header stops at the limit."""
+def _decode_av(p: Path, max_seconds: float = MAX_SECONDS, out_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Whole file via FFmpeg → (mono float32 [T], its rate: `out_rate` when given, else the file's). The declared
+    length is checked before decoding and the decoded length while decoding, so a lying header stops at the limit."""
     container = _av_open(p)
-    chunks, rate, total = [], 0, 0
+    sink, total = None, 0
     try:
         declared_rate, seconds = _av_declared(container)
         if declared_rate:
@@ -189,30 +235,32 @@ def _decode_av(p: Path, max_seconds: float = MAX_SECONDS) -> tuple[np.ndarray, i
         if seconds is not None and seconds > max_seconds:
             raise _too_long(p, max_seconds, seconds)
         for frame in container.decode(container.streams.audio[0]):
-            if frame.sample_rate != rate:
+            if sink is None or frame.sample_rate != sink.rate:
                 _check_rate(p, frame.sample_rate)
-                rate = frame.sample_rate
-            mono = _frame_mono(frame)
-            chunks.append(mono)
-            total += len(mono)
-            if total > max_seconds * rate:
+                if sink is not None:  # a rate change mid-stream: start again at the new rate (rare, short files)
+                    raise AudioError(p, "sample rate changes within the stream")
+                sink = _Sink(frame.sample_rate, out_rate, int((seconds or 0) * frame.sample_rate) or None)
+            sink.add(_frame_mono(frame))
+            total = sink.n_in
+            if total > max_seconds * sink.rate:
                 raise _too_long(p, max_seconds)
     except AudioError:
         raise
     except Exception as e:
-        if not chunks:
+        if sink is None or not sink.n_in:
             raise AudioError(p, f"cannot decode audio ({_reason(e, p)})") from None
         log.warning("%s: decoding stopped early (%s); keeping %d samples", p, _reason(e, p), total)
     finally:
         container.close()
-    if not chunks:
+    if sink is None or not sink.n_in:
         raise AudioError(p, "no audio samples decoded (empty or truncated)")
-    return np.concatenate(chunks), rate
+    return sink.result(), sink.out_rate
 
 
-def _decode_sf(p: Path, start: int = 0, frames: int = -1, max_seconds: float = MAX_SECONDS) -> tuple[np.ndarray, int, int]:
+def _decode_sf(p: Path, start: int = 0, frames: int = -1, max_seconds: float = MAX_SECONDS,
+               out_rate: int | None = None) -> tuple[np.ndarray, int, int]:
     """soundfile read of [start, start+frames) (frames -1: to the end, at most `max_seconds`) in bounded blocks
-    → (mono float32, native rate, declared total frames; -1 when unknown)."""
+    → (mono float32 at `out_rate` or the file's rate, that rate, declared total frames; -1 when unknown)."""
     with _quiet_decoder(p), sf.SoundFile(str(p)) as f:
         rate, total = int(f.samplerate), int(f.frames)
         _check_rate(p, rate)
@@ -223,17 +271,19 @@ def _decode_sf(p: Path, start: int = 0, frames: int = -1, max_seconds: float = M
             f.seek(start)
         limit = int(max_seconds * rate)
         want = frames if frames >= 0 else limit + 1
-        chunks, n = [], 0
-        while n < want:
-            a = f.read(min(BLOCK_FRAMES, want - n), dtype="float32", always_2d=True)
+        sink = _Sink(rate, out_rate, min(want, total - start) if known else None)
+        while sink.n_in < want:
+            a = f.read(min(BLOCK_FRAMES, want - sink.n_in), dtype="float32", always_2d=True)
             if not len(a):
                 break
-            chunks.append(a.mean(axis=1))
-            n += len(a)
-        if frames < 0 and n > limit:
+            sink.add(a.mean(axis=1))
+        if frames < 0 and sink.n_in > limit:
             raise _too_long(p, max_seconds)
-    wave = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return wave, rate, total if known else -1
+    n_in = sink.n_in
+    wave = sink.result()
+    if n_in and out_rate and out_rate != rate:
+        total = int(total * out_rate / rate) if known else total  # declared length in output frames
+    return wave, sink.out_rate, total if known else -1
 
 
 def _resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -247,7 +297,7 @@ def _validate(p: Path, wave: np.ndarray, rate: int, *, min_seconds: float = MIN_
     _check_rate(p, rate)
     if wave.size == 0:
         raise AudioError(p, "no audio samples (empty)")
-    if not np.isfinite(wave).all():
+    if not all(np.isfinite(wave[i : i + BLOCK_FRAMES]).all() for i in range(0, wave.size, BLOCK_FRAMES)):
         raise AudioError(p, "contains NaN or infinite samples")
     if wave.size < min_seconds * rate:
         raise AudioError(p, f"too short: {wave.size / rate:.2f} s < {min_seconds} s")
@@ -263,14 +313,14 @@ def _validate(p: Path, wave: np.ndarray, rate: int, *, min_seconds: float = MIN_
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """Decode a whole file → mono float32 [T] at `sample_rate`. Raises AudioError for bad input."""
-    p = _check_path(path)
+    p = check_file(path)
     if (why := _container_truncation(p)) is not None:
         raise AudioError(p, why)
     if p.suffix.lower() in FFMPEG_FIRST:
-        wave, rate = _decode_av(p, max_seconds)
-        return _resample(_validate(p, wave, rate), rate, sample_rate)
+        wave, rate = _decode_av(p, max_seconds, sample_rate)
+        return _validate(p, wave, rate)
     try:
-        wave, rate, declared = _decode_sf(p, max_seconds=max_seconds)
+        wave, rate, declared = _decode_sf(p, max_seconds=max_seconds, out_rate=sample_rate)
         if declared > 0 and wave.size < 0.9 * declared:
             raise AudioError(p, f"truncated: {wave.size} of {declared} declared frames")
     except AudioError:
@@ -278,8 +328,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, max_seco
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         if _looks_truncated(e):
             raise AudioError(p, f"truncated or corrupt ({_reason(e, p)})") from None
-        wave, rate = _decode_av(p, max_seconds)
-    return _resample(_validate(p, wave, rate), rate, sample_rate)
+        wave, rate = _decode_av(p, max_seconds, sample_rate)
+    return _validate(p, wave, rate)
 
 
 def _container_truncation(p: Path) -> str | None:
@@ -291,15 +341,20 @@ def _container_truncation(p: Path) -> str | None:
             size = fh.seek(0, os.SEEK_END)
             fh.seek(max(0, size - (1 << 16)))
             return _ogg_truncation(fh.read())
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
         return _wav_truncation(head, p.stat().st_size)
     return None
 
 
 def _wav_truncation(head: bytes, file_size: int) -> str | None:
-    pos = 12
+    """A RIFF or RF64 WAVE whose `data` chunk declares more bytes than the file holds (RF64: the size in `ds64`)."""
+    pos, ds64_data = 12, None
+    if head[:4] == b"RF64" and head[12:16] == b"ds64" and len(head) >= 36:
+        ds64_data = int.from_bytes(head[28:36], "little")
     while pos + 8 <= len(head):
         cid, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if cid == b"data" and size == 0xFFFFFFFF and ds64_data is not None:
+            size = ds64_data
         if cid == b"data":
             have = file_size - (pos + 8)
             if size != 0xFFFFFFFF and have < size:
@@ -338,7 +393,7 @@ def read_window(
     """[seconds * sample_rate] float32 mono from `start` s. Seeks where soundfile can, else decodes whole.
 
     A window running past the end is padded by repeating the audio (a 4-s clip still yields a 6-s window)."""
-    p = _check_path(path)
+    p = check_file(path)
     n_out = int(round(seconds * sample_rate))
     try:
         info = _sf_info(p)

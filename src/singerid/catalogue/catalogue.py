@@ -19,6 +19,7 @@ import pandas as pd
 from .. import CAVEAT
 from ..progress import log_progress
 from ..audio import load_audio
+from ..data.manifest import readable_rows
 from ..embed import iter_track_embeddings
 from ..voiced import track_audio
 from . import index as faiss_index
@@ -76,12 +77,13 @@ class Catalogue:
 
     @classmethod
     def open(cls, folder: str | os.PathLike, device: str = "cpu", backend: str | None = None,
-             checkpoint: str | None = None) -> "Catalogue":
+             checkpoint: str | None = None, readonly: bool = False) -> "Catalogue":
         """Open a catalogue; one changed since its last calibration (e.g. an enrolment killed before the end) is
         calibrated now, so no answer goes out without an "unknown". With `backend` or `checkpoint`, queries are
         embedded by that model instead of the enrolling one: it must write into the same embedding space (e.g. a
-        distilled student and its teacher), else ValueError."""
-        cat = cls(Store(folder), device)
+        distilled student and its teacher), else ValueError. `readonly` (identify, verify): nothing in the folder is
+        written; a stale calibration is computed in memory only."""
+        cat = cls(Store(folder, readonly=readonly), device)
         if backend or checkpoint:
             cat.use_model(backend, checkpoint)
         cat.ensure_calibrated(stale=True)
@@ -165,7 +167,8 @@ class Catalogue:
             from ..separation import load_separator, resolve_name
 
             name = resolve_name(self.store.get_meta("separate", "auto"))
-            self.store.set_meta(separate=name)  # fixed once: enrolled and query windows must match
+            if name != self.store.get_meta("separate"):
+                self.store.set_meta(separate=name)  # fixed once: enrolled and query windows must match
             if name == "none":
                 return None
             self._separator = load_separator(name, self.device)  # uncached: a query's stems are never kept on disk
@@ -177,9 +180,12 @@ class Catalogue:
         """Embed and commit each track. A track is enrolled once per singer and content (a repeated row, a copy under
         another path or a retry after a crash adds nothing). Rows marked stem=vocals are not separated; rows marked
         kind=cloned are known imitations. `on_track(path, singer)` is called once a track is durable.
-        → {"enrolled", "skipped", "errors"}"""
+        Every path passes `readable_rows` (the file checks) before it is hashed or decoded.
+        → {"enrolled", "skipped", "errors", "failed_rows" (labels of the rows not enrolled)}"""
+        tracks, refused = readable_rows(tracks)
         todo = self._new_tracks(tracks)
-        out = {"enrolled": 0, "skipped": len(tracks) - len(todo), "errors": []}
+        out = {"enrolled": 0, "skipped": len(tracks) - len(todo), "errors": [e for _, e in refused],
+               "failed_rows": [i for i, _ in refused]}
         vocal_rows = todo["stem"] == "vocals" if "stem" in todo else pd.Series(False, index=todo.index)
         for is_vocal in (True, False):
             part = todo[vocal_rows == is_vocal]
@@ -192,6 +198,7 @@ class Catalogue:
                 row = part.iloc[te.index]
                 if te.error:
                     out["errors"].append(te.error)
+                    out["failed_rows"].append(row.name)
                     continue
                 _, added = self.store.add_track(row["path"], row["singer"], str(row.get("song", row["path"])),
                                                 np.asarray(te.starts), te.embeddings, row["sha"], _kind(row), te.track,
@@ -238,13 +245,24 @@ class Catalogue:
         return out
 
     def remove_singer(self, singer: str) -> int:
+        """Remove a singer's tracks, and the audio the service kept for them (`<catalogue>/uploads/`) that no other
+        track uses. → tracks removed"""
+        paths = self.store.paths_of(singer)
         n = self.store.remove_singer(singer)
+        self._drop_kept_uploads(paths)
         if n:
             self._centroids = self._clones = None
             self._generation = self.store.generation()
             self._sync_index(rebuild=True)
             self.calibrate()
         return n
+
+    def _drop_kept_uploads(self, paths: list[str]) -> None:
+        kept = (self.folder / "uploads").resolve()
+        for p in map(Path, paths):
+            if p.parent.resolve() == kept and not self.store.has_file(str(p)):
+                p.unlink(missing_ok=True)
+                log.info("removed the uploaded audio %s", p.name)
 
     def singers(self) -> list[dict]:
         return [{"singer": s, "tracks": n} for s, n in self.store.singers()]
@@ -289,8 +307,9 @@ class Catalogue:
             self._clones = names, c.astype(np.float32)
         return self._clones
 
-    def _sync_index(self, rebuild: bool = False) -> None:
-        """Load the FAISS file, add tracks enrolled since it was written, rebuild after removals."""
+    def _sync_index(self, rebuild: bool = False, save: bool = True) -> None:
+        """Load the FAISS file, add tracks enrolled since it was written, rebuild after removals; `save` the result
+        (enrolment and removal do; a search keeps what it topped up in memory: identification writes nothing)."""
         kind = self.store.get_meta("index_kind", "flat")
         loaded = None if rebuild else faiss_index.load(self.folder)
         if loaded is not None and loaded[1].get("kind") == kind:
@@ -307,15 +326,16 @@ class Catalogue:
         if len(ids):
             index.add_with_ids(emb, ids)
         if index.ntotal != self.store.count():  # removals since the file was written
-            return self._sync_index(rebuild=True) if not rebuild else None
-        faiss_index.save(index, self.folder, int(ids.max()) if len(ids) else meta["max_id"], kind)
+            return self._sync_index(rebuild=True, save=save) if not rebuild else None
+        if save and not self.store.readonly:
+            faiss_index.save(index, self.folder, int(ids.max()) if len(ids) else meta["max_id"], kind)
         self._index = index
 
     @property
     def index(self):
         self.refresh()
         if self._index is None:
-            self._sync_index()
+            self._sync_index(save=False)
         return self._index
 
     # ------------------------------------------------------------------ identification

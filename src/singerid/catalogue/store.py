@@ -41,6 +41,31 @@ CREATE INDEX IF NOT EXISTS tracks_sha_singer ON tracks(sha, singer);
 BUMP = "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
 
 
+class CatalogueError(ValueError):
+    """A catalogue database that cannot be used: the message names the file and how to rebuild it."""
+
+
+def damaged(db: Path, why: str) -> CatalogueError:
+    return CatalogueError(f"{db}: damaged catalogue database ({why}); rebuild it: move {db.parent} aside and enrol "
+                          f"the tracks again from your table (`singerid enroll TABLE --catalogue {db.parent}`)")
+
+
+def _truncation(db: Path) -> str | None:
+    """A database file shorter than its header says (cut off by a copy or a full disk) → why, else None."""
+    with open(db, "rb") as fh:
+        head = fh.read(100)
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\0"):
+        return None  # not a database at all: SQLite says so
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    valid = head[92:96] == head[96:100]  # the in-header size is valid when written by SQLite >= 3.7.0
+    size = db.stat().st_size
+    if valid and pages and size < pages * page:
+        return f"truncated: {size} bytes, its header says {pages * page}"
+    return None
+
+
 def file_sha(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes ('' when unreadable: the decoder then reports why)."""
     h = hashlib.sha256()
@@ -78,21 +103,56 @@ def _connect(db: Path, attempts: int = 40) -> sqlite3.Connection:
     raise AssertionError("unreachable")
 
 
+def _connect_readonly(db: Path) -> sqlite3.Connection:
+    """Open for reading only: nothing in the folder is written (a read-only catalogue, concurrent readers)."""
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    return conn
+
+
+def open_db(db: Path, create: bool = False, readonly: bool = False) -> sqlite3.Connection:
+    """Connect and check that the file is a usable singerid catalogue (CatalogueError naming it otherwise)."""
+    if db.exists() and (why := _truncation(db)):
+        raise damaged(db, why)
+    try:
+        conn = _connect_readonly(db) if readonly else _connect(db)
+        conn.execute("SELECT COUNT(*) FROM tracks").fetchone()  # reads the table's pages: a cut-off file fails here
+        made = conn.execute("SELECT 1 FROM meta WHERE key = 'backend'").fetchone()
+    except sqlite3.DatabaseError as e:
+        if isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "unable to open" in str(e)):
+            raise
+        raise damaged(db, str(e)) from None
+    if not made and not create:
+        conn.close()
+        raise damaged(db, "no catalogue metadata: empty or not made by singerid")
+    return conn
+
+
 class Store:
-    def __init__(self, folder: str | os.PathLike, create: bool = False):
+    def __init__(self, folder: str | os.PathLike, create: bool = False, readonly: bool = False):
+        """`readonly`: nothing is written to the folder; `set_meta` keeps its values in memory for this handle
+        (a calibration computed for a catalogue changed since its last one, the resolved separator)."""
         self.folder = Path(folder)
         db = self.folder / "catalogue.sqlite"
         if not db.exists() and not create:
             raise FileNotFoundError(f"{self.folder}: no singerid catalogue (create one with `singerid enroll`)")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.db = _connect(db)
+        if not readonly:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        self._overlay: dict = {}
+        self.db = open_db(db, create, readonly)
 
     # metadata -----------------------------------------------------------------------------------------------
     def get_meta(self, key: str, default=None):
+        if key in self._overlay:
+            return self._overlay[key]
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
     def set_meta(self, **kv) -> None:
+        if self.readonly:
+            self._overlay.update(json.loads(json.dumps(kv)))
+            return
         with self.db:
             self.db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                                 [(k, json.dumps(v)) for k, v in kv.items()])
@@ -132,6 +192,9 @@ class Store:
 
     def has_file(self, path: str) -> bool:
         return self.db.execute("SELECT 1 FROM tracks WHERE path = ?", (path,)).fetchone() is not None
+
+    def paths_of(self, singer: str) -> list[str]:
+        return [p for (p,) in self.db.execute("SELECT DISTINCT path FROM tracks WHERE singer = ?", (singer,))]
 
     def remove_singer(self, singer: str) -> int:
         with self.db:

@@ -275,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="false-acceptance rate of `verify`'s same-singer threshold; identification answers in tiers "
                         "(match: 1 %%, possible: 10 %% of unknown voices accepted)")
     n.add_argument("--ray", action="store_true", help="embed on the Ray cluster (Ray Data), then commit here")
+    n.add_argument("--skip-bad", action="store_true",
+                   help="exit 0 even when some rows could not be enrolled (default: exit 2; the good rows stay enrolled)")
     backend_args(n)
     enrol_views_arg(n)
     score_norm_arg(n, "a new catalogue's")
@@ -284,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--catalogue", required=True, help="catalogue folder (from `singerid enroll`)")
     i.add_argument("--top", type=int, default=5, help="candidates listed per file")
     i.add_argument("--json", action="store_true", help="print one JSON list (one object per file)")
+    i.add_argument("--max-seconds", type=float, default=7200.0,
+                   help="longest audio accepted (s; longer files are refused before they are decoded)")
     i.add_argument("--device", default="cpu", help="torch device")
     i.add_argument("--checkpoint", help="query with this checkpoint instead of the model that enrolled the catalogue; "
                                         "it must share its embedding space (e.g. a distilled student and its teacher)")
@@ -311,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--timeout", type=float, default=120.0,
                    help="seconds per identification request (504 after; the job keeps its queue slot until it stops)")
     h.add_argument("--read-timeout", type=float, default=30.0, help="longest pause while an upload streams in (s)")
+    h.add_argument("--request-timeout", type=float, default=600.0, help="longest time to receive a whole request (s)")
+    h.add_argument("--header-timeout", type=float, default=10.0,
+                   help="longest time to receive a request's line and headers (s)")
     h.add_argument("--max-queue", type=int, default=8,
                    help="identification requests waiting or running per worker (503 beyond)")
     h.add_argument("--workers", type=int, default=1,

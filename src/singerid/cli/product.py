@@ -92,34 +92,71 @@ def cmd_train_vad(a) -> int:
 @command
 def cmd_enroll(a) -> int:
     from ..catalogue import Catalogue
+    from ..data.manifest import ManifestError, readable_rows
 
-    tracks = load_table(a.tracks, a)  # --separate given: enrol the given stems; queries are separated (auto)
-    separate = "auto" if a.separate == "given" else a.separate
+    tracks, refused = readable_rows(load_table(a.tracks, a))  # --separate given: enrol the given stems
+    if tracks.empty:
+        raise ManifestError(f"{a.tracks}: no row names a readable file (each reported above); nothing enrolled")
+    separate = "auto" if a.separate == "given" else a.separate  # queries are separated (auto)
     if a.ray and a.enrol_views == "mixture+separated":
         raise ValueError("--ray enrols one view of each track (a student: the raw mixture); leave --enrol-views out")
     views = "mixture" if a.ray else a.enrol_views
+    existed = (Path(a.catalogue) / "catalogue.sqlite").exists()
     cat = Catalogue.create(a.catalogue, a.backend or "voice", a.checkpoint, separate, a.index, a.device, views,
                            a.score_norm)
-    if a.ray:
-        from ..distributed import ray_embed, read_shards
-
-        sep = "none" if cat.separator is None else cat.separator.name
-        shards = ray_embed(tracks, Path(a.catalogue) / "ray-shards" / str(int(time.time())), cat.store.get_meta("backend"),
-                           cat.store.get_meta("checkpoint"), sep, device=a.device)
-        r = cat.enroll_embedded(read_shards(shards), calibrate_after=False)
-    else:
-        r = cat.enroll(tracks, a.workers, calibrate_after=False,
-                       on_track=(lambda p, s: print(f"enrolled {s}: {p}", flush=True)) if a.verbose else None)
+    r = _enrol_rows(cat, tracks, a)
+    failed = sorted([i for i, _ in refused] + r.get("failed_rows", []))
+    n_failed = len(refused) + len(r["errors"])
+    if not existed and not cat.store.count():
+        _discard(cat)
+        raise ManifestError(f"{a.tracks}: no row could be enrolled (each reported above); no catalogue created")
     cal = cat.calibrate(a.far)
-    print(f"{a.catalogue}: enrolled {r['enrolled']} track(s), {r['skipped']} already there, {len(r['errors'])} unreadable "
-          f"(each reported above); {len(cat.singers())} singers, {cat.store.count()} tracks"
+    which = f" ({_row_list(failed)}; each reported above)" if failed else ""
+    print(f"{a.catalogue}: enrolled {r['enrolled']} track(s), {r['skipped']} already there, {n_failed} not enrolled"
+          f"{which}; {len(cat.singers())} singers, {cat.store.count()} tracks"
           + ("; each track read raw and separated, queries raw" if cat.second_view is not None else ""))
+    _print_tiers(cal)
+    if n_failed and not a.skip_bad:
+        print(f"singerid enroll: error: {n_failed} row(s) not enrolled (the others are); fix them and run the same "
+              "command again, or pass --skip-bad to accept this", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _row_list(labels: list) -> str:
+    """Table rows (0-based labels) as people count them: "rows 2, 5"."""
+    shown = ", ".join(str(int(i) + 1) for i in labels[:20])
+    return f"row{'s' * (len(labels) > 1)} {shown}{' ...' if len(labels) > 20 else ''}"
+
+
+def _enrol_rows(cat, tracks, a) -> dict:
+    if not a.ray:
+        return cat.enroll(tracks, a.workers, calibrate_after=False,
+                          on_track=(lambda p, s: print(f"enrolled {s}: {p}", flush=True)) if a.verbose else None)
+    from ..distributed import ray_embed, read_shards
+
+    sep = "none" if cat.separator is None else cat.separator.name
+    shards = ray_embed(tracks, Path(a.catalogue) / "ray-shards" / str(int(time.time())), cat.store.get_meta("backend"),
+                       cat.store.get_meta("checkpoint"), sep, device=a.device)
+    return cat.enroll_embedded(read_shards(shards), calibrate_after=False)
+
+
+def _discard(cat) -> None:
+    """Remove a catalogue this command created but could put nothing into (the folder too when left empty)."""
+    folder = cat.folder
+    cat.close()
+    for name in ("catalogue.sqlite", "catalogue.sqlite-wal", "catalogue.sqlite-shm", "index.faiss", "index.json"):
+        (folder / name).unlink(missing_ok=True)
+    if not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def _print_tiers(cal: dict) -> None:
     for t in cal.get("tiers") or []:
         print(f"  {t['tier']:8s} (score >= {t['threshold']:.3f}): {_in_words(t['far'], t['n_unknown'])}; names "
               f"{100 * t['accept_real']:.0f} % of held-out real tracks right")
     if not cal.get("tiers"):
         print(f"  uncalibrated ({cal.get('reason')}): identify will answer 'unknown' and list the closest singers")
-    return 0
 
 
 def _in_words(far: float | None, n: int | None) -> str:
@@ -154,13 +191,15 @@ def cmd_identify(a) -> int:
     from .. import CAVEAT
     from ..catalogue import Catalogue
 
-    cat = Catalogue.open(a.catalogue, a.device, a.backend, a.checkpoint)
+    cat = Catalogue.open(a.catalogue, a.device, a.backend, a.checkpoint, readonly=True)
     from ..progress import log_progress
+
+    from ..audio import load_audio
 
     results, failed = [], 0
     for f in log_progress(a.files, len(a.files), "identify", unit="files"):
         try:
-            results.append(cat.identify(f, a.top))
+            results.append(cat.identify_wave(load_audio(f, max_seconds=a.max_seconds), a.top, path=f))
         except AudioError as e:
             failed += 1
             results.append({"path": f, "error": str(e), "caveat": CAVEAT})
@@ -191,7 +230,7 @@ def cmd_verify(a) -> int:
     if a.catalogue:
         from ..catalogue import Catalogue
 
-        cat = Catalogue.open(a.catalogue, a.device)
+        cat = Catalogue.open(a.catalogue, a.device, readonly=True)
         emb, sep = cat.embedder, cat.separator
         thr = a.threshold if a.threshold is not None else (cat.store.get_meta("calibration") or {}).get("verify_threshold")
     else:
@@ -244,7 +283,8 @@ def cmd_serve(a) -> int:
     from ..service.app import ServiceConfig, serve
 
     cfg = ServiceConfig(a.catalogue, a.token, a.max_upload_mb, a.max_seconds, a.timeout, a.max_queue, a.device,
-                        a.read_timeout, workers=a.workers, threads=getattr(a, "threads", None))
+                        a.read_timeout, workers=a.workers, threads=getattr(a, "threads", None),
+                        request_timeout_s=a.request_timeout, header_timeout_s=a.header_timeout)
     serve(cfg, a.host, a.port)
     return 0
 

@@ -18,15 +18,16 @@ import functools
 import json
 import logging
 import os
-import secrets
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
 from .. import CAVEAT, __version__
 from ..audio import AudioError, load_audio
-from .limits import BodyLimit
+from ..data.manifest import kind_problem, singer_problem
+from .limits import BodyLimit, bearer_ok
 from .uploads import UploadArea, UploadError, display_name
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class ServiceConfig:
     max_queue: int = 8  # identification jobs waiting or running, per worker process
     device: str = "cpu"
     read_timeout_s: float = 30.0  # longest pause between chunks of an upload
+    request_timeout_s: float = 600.0  # longest time to receive a whole request body
+    header_timeout_s: float = 10.0  # longest time to receive a request line and headers (`guard.GuardedH11Protocol`)
     max_files: int = 20  # files per POST /enroll
     workers: int = 1  # worker processes
     threads: int | None = None  # torch threads per worker (None: the CPU policy's share)
@@ -88,15 +91,17 @@ def create_app(cfg: ServiceConfig):
     area.prune(cat.store.has_file)
     model_lock = threading.Lock()  # one embedding job at a time per process: bounded memory, no oversubscription
     jobs = Jobs(cfg.max_queue)
+    pool = ThreadPoolExecutor(max(1, cfg.max_queue), thread_name_prefix="identify")  # no more threads than jobs
+    _bound_malloc_arenas()
     app = FastAPI(title="singerid", version=__version__, description=CAVEAT)
-    app.add_middleware(BodyLimit, limit=lambda path: _body_limit(cfg, path), read_timeout=cfg.read_timeout_s)
+    app.add_middleware(BodyLimit, limit=lambda path: _body_limit(cfg, path), read_timeout=cfg.read_timeout_s,
+                       total_timeout=cfg.request_timeout_s, protected=_protected, token=cfg.token)
 
     def error(status: int, msg: str) -> JSONResponse:
         return JSONResponse({"error": msg}, status_code=status)
 
-    def authorise(authorization: str | None, what: str) -> None:
-        ok = cfg.token and authorization and authorization.startswith("Bearer ")
-        if not ok or not secrets.compare_digest(authorization[7:], cfg.token):
+    def authorise(authorization: str | None, what: str) -> None:  # BodyLimit checked it already, before the body
+        if not bearer_ok(authorization, cfg.token):
             raise UploadError(401, f"a valid bearer token is required to {what}")
 
     def audio_error(name: str, e: AudioError) -> UploadError:
@@ -134,7 +139,7 @@ def create_app(cfg: ServiceConfig):
         try:
             saved = await area.save(file, name)
             cancel = threading.Event()
-            fut = asyncio.get_running_loop().run_in_executor(None, identify_job, saved, name, top, cancel)
+            fut = asyncio.get_running_loop().run_in_executor(pool, identify_job, saved, name, top, cancel)
             fut.add_done_callback(functools.partial(_job_done, saved=saved, jobs=jobs))
             handed_over = True
             try:
@@ -151,10 +156,8 @@ def create_app(cfg: ServiceConfig):
                      authorization: str | None = Header(None)):
         authorise(authorization, "enrol")
         singer = singer.strip()
-        if not singer or len(singer) > 200:
-            raise UploadError(422, "singer must be 1-200 characters")
-        if kind not in ("real", "cloned"):
-            raise UploadError(422, "kind must be 'real' or 'cloned' (a known imitation of the singer)")
+        if (why := singer_problem(singer) or kind_problem(kind)) is not None:  # the rules of a table's cells
+            raise UploadError(422, why)
         if len(files) > cfg.max_files:
             raise UploadError(413, f"at most {cfg.max_files} files per request")
         names = [display_name(f.filename) for f in files]
@@ -219,11 +222,45 @@ def create_app(cfg: ServiceConfig):
 
 
 def _job_done(fut, saved: Path, jobs: Jobs) -> None:
-    """The work really ended (answered or not): free its slot, remove its upload."""
+    """The work really ended (answered or not): free its slot, remove its upload, hand freed heap back to the OS."""
     if not fut.cancelled():
         fut.exception()  # retrieved: a job abandoned after its timeout may fail unheard
     saved.unlink(missing_ok=True)
     jobs.release()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+M_ARENA_MAX = -8  # glibc mallopt parameter
+
+
+def _bound_malloc_arenas(n: int = 2) -> None:
+    """glibc gives each thread that allocates its own heap arena (up to 8 per core) and keeps their freed pages:
+    after a burst of concurrent decodes the process's RSS stays at the burst's peak. A few shared arenas (as
+    MALLOC_ARENA_MAX=2) and a trim after each job let it settle back."""
+    if _LIBC is not None and "MALLOC_ARENA_MAX" not in os.environ:
+        _LIBC.mallopt(M_ARENA_MAX, n)
+
+
+def _protected(method: str, path: str) -> str | None:
+    """What a request does when it needs the bearer token (None: open to all)."""
+    if method == "POST" and path.rstrip("/") == "/enroll":
+        return "enrol"
+    if method == "DELETE" and path.startswith("/singers/"):
+        return "remove singers"
+    return None
 
 
 def _body_limit(cfg: ServiceConfig, path: str) -> int:
@@ -266,10 +303,13 @@ def serve(cfg: ServiceConfig, host: str = "127.0.0.1", port: int = 8000) -> None
     _check_catalogue(cfg.catalogue)
     os.environ[ENV] = json.dumps(asdict(cfg))
     uvicorn.run("singerid.service.app:app_from_env", factory=True, host=host, port=port, workers=cfg.workers,
-                log_level="info", timeout_keep_alive=5)
+                log_level="info", timeout_keep_alive=5, http="singerid.service.guard:GuardedH11Protocol")
 
 
 def _check_catalogue(folder: str) -> None:
-    """Fail in the parent with a clear message (not once per worker) when there is no catalogue."""
+    """Fail in the parent with a clear message (not once per worker) when there is no catalogue or it is damaged."""
+    from ..catalogue.store import Store
+
     if not (Path(folder) / "catalogue.sqlite").is_file():
         raise FileNotFoundError(f"{folder}: no singerid catalogue (create one with `singerid enroll`)")
+    Store(folder, readonly=True).close()  # CatalogueError naming the file and how to rebuild it
