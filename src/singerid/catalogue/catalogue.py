@@ -384,9 +384,9 @@ class Catalogue:
             return norm.score(track_emb, centroids[1], np.array([idx.get(s, -1) for s in centroids[0]]))[0]
         backend = self.embedder.backend
         hit = self._cohort.get(kind)
-        if hit is None or hit[0] is not centroids or hit[1] is not backend:
+        if hit is None or hit[0] is not centroids[1] or hit[1] is not backend:
             stats = backend.cohort_stats(centroids[1]) if backend is not None else None
-            hit = self._cohort[kind] = (centroids, backend, stats)
+            hit = self._cohort[kind] = (centroids[1], backend, stats)
         return track_score(track_emb, centroids[1], backend, hit[2])
 
     @staticmethod
