@@ -86,16 +86,17 @@ def training_table(tracks: pd.DataFrame, held: list[str], out: Path) -> Path:
 def score_norm(system: str):
     """`NAME#none` → no score normalisation, `NAME#K` → the enrolment's own with top-K cohorts (`#0`: centring
     only), else the library's default."""
-    from singerid.models.selfnorm import SelfNormConfig
+    from singerid.models.selfnorm import DEFAULT_SCORE_NORM, SelfNormConfig
 
     _, _, how = system.partition("#")
-    return SelfNormConfig() if not how else None if how == "none" else SelfNormConfig(k=int(how))
+    if not how:
+        return SelfNormConfig.named(DEFAULT_SCORE_NORM)
+    return None if how == "none" else SelfNormConfig(k=int(how))
 
 
 def score(embedder, proto: Path, held: list[str], separator, cache: str, query_embedder=None,
           query_separator=None, enrol_separated=None, protocols=PROTOCOLS, norm="default") -> dict[str, dict]:
     from singerid.eval.evaluate import evaluate
-    from singerid.models.selfnorm import SelfNormConfig
 
     res = {}
     for p in protocols:
@@ -105,7 +106,7 @@ def score(embedder, proto: Path, held: list[str], separator, cache: str, query_e
             continue
         r = evaluate(enrol, query, embedder, "centroid", "track", cache, workers=2, separator=separator,
                      query_embedder=query_embedder, query_separator=query_separator, enrol_separated=enrol_separated,
-                     score_norm=SelfNormConfig() if norm == "default" else norm)
+                     score_norm=score_norm("") if norm == "default" else norm)
         res[p] = {"top1": r["top1"], "top5": r["top5"], "n": r["n"],
                   "hits": [q["predicted"][0][0] == q["singer"] if q["predicted"] else False for q in r["queries"]]}
     return res

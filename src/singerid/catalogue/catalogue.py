@@ -23,7 +23,7 @@ from ..data.manifest import readable_rows
 from ..embed import iter_track_embeddings
 from ..voiced import track_audio
 from . import index as faiss_index
-from ..models.selfnorm import EnrolmentNorm, SelfNormConfig
+from ..models.selfnorm import DEFAULT_SCORE_NORM, EnrolmentNorm, SelfNormConfig
 from .calibrate import calibrate, confidence, decide, track_score
 from .store import Store, file_sha
 
@@ -47,13 +47,12 @@ class Catalogue:
     @classmethod
     def create(cls, folder: str | os.PathLike, backend: str = "voice", checkpoint: str | None = None,
                separate: str = "auto", index_kind: str = "flat", device: str = "cpu",
-               enrol_views: str = "auto", score_norm: str = "enrolment") -> "Catalogue":
+               enrol_views: str = "auto", score_norm: str = DEFAULT_SCORE_NORM) -> "Catalogue":
         """Create (or reopen) a catalogue. `enrol_views` (`embed.ENROL_VIEWS`) is fixed at creation: how a distilled
         student enrols each track (raw only, or raw and separated, averaged); reopening with another is refused.
         `score_norm`: "enrolment" (scores normalised by the catalogue's own statistics, `models.selfnorm`) or
         "none" (cosine, or the checkpoint's backend cohort)."""
-        if score_norm not in SCORE_NORMS:
-            raise ValueError(f"score_norm must be one of {', '.join(SCORE_NORMS)}, got {score_norm!r}")
+        SelfNormConfig.named(score_norm)  # refuses an unknown name
         from ..embed import second_view_name
 
         store = Store(folder, create=True)
@@ -130,11 +129,11 @@ class Catalogue:
 
     @property
     def score_norm_name(self) -> str:
-        return self.store.get_meta("score_norm") or "enrolment"  # catalogues made before it: the default
+        return self.store.get_meta("score_norm") or "none"  # catalogues made before it scored by cosine
 
     @property
     def score_norm(self) -> SelfNormConfig | None:
-        return SelfNormConfig() if self.score_norm_name == "enrolment" else None
+        return SelfNormConfig.named(self.score_norm_name)
 
     @property
     def folder(self) -> Path:
@@ -421,9 +420,6 @@ class Catalogue:
 
     def close(self) -> None:
         self.store.close()
-
-
-SCORE_NORMS = ("enrolment", "none")
 
 
 def _model_meta(embedder) -> dict:

@@ -134,7 +134,7 @@ def cmd_evaluate(a) -> int:
     r = evaluate(load_table(a.enroll, a), load_table(a.query, a), emb, a.method, a.decision, _cache_dir(a), a.workers,
                  a.seed, separator=sep, auto=a.separate in ("auto", "given"), topk_compat=a.topk_compat,
                  query_embedder=q_emb, query_separator=q_sep, enrol_separated=also,
-                 score_norm=SelfNormConfig() if a.score_norm == "enrolment" else None)
+                 score_norm=SelfNormConfig.named(a.score_norm))
     with open(a.json, "w") as fh:
         json.dump(r, fh, indent=1)
     queried = f", queries by {r['query_backend']} (separation {r['query_separation']})" if q_emb else ""

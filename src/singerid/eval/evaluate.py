@@ -17,7 +17,7 @@ import pandas as pd
 from ..data.manifest import singers_of
 from ..embed import Embedder
 from .cache import Windows, as_tracks, embed_files, reads_raw, with_second_view
-from ..models.selfnorm import SelfNormConfig
+from ..models.selfnorm import DEFAULT_SCORE_NORM, SelfNormConfig
 from .heads import CentroidClassifier, HeadConfig, train_head
 from .vote import TOPK_COMPAT, majority_vote, mean_score_ranking, truth_rank
 
@@ -29,7 +29,7 @@ DECISIONS = ("track", "vote", "mean")  # track: the track-level embedding (all p
 
 def fit_classifier(windows: list[Windows], labels: list[int], n_classes: int, method: str, seed: int = 0,
                    head_cfg: HeadConfig | None = None, songs: list[str] | None = None, backend=None,
-                   score_norm: SelfNormConfig | None = SelfNormConfig()):
+                   score_norm: SelfNormConfig | None = None):
     """Windows of enrolment tracks → a classifier with `.scores(features [N, D]) -> [N, C]` (centroids score
     normalised by the enrolment's own statistics, `score_norm`, as a catalogue does; None: cosine, or the
     embedder's scoring `backend`'s AS-norm when it keeps a cohort).
@@ -99,7 +99,7 @@ def evaluate(
     enrol: pd.DataFrame, query: pd.DataFrame, embedder: Embedder, method: str = "centroid", decision: str = "track",
     cache_dir=None, workers: int = 2, seed: int = 0, k: int = 5, separator=None, auto: bool = True,
     topk_compat: str = "ours", query_embedder: Embedder | None = None, query_separator=None, enrol_separated=None,
-    score_norm: SelfNormConfig | None = SelfNormConfig(),
+    score_norm: SelfNormConfig | None = SelfNormConfig.named(DEFAULT_SCORE_NORM),
 ) -> dict:
     """Enrol `enrol`'s tracks, classify `query`'s. `query_embedder` (with `query_separator` in front of it): embed
     the queries with another model of the same embedding space, as a catalogue enrolled by a teacher through

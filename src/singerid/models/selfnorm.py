@@ -17,13 +17,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ASNORM_K = 10  # top-k cohort scores on each side (chosen on corpus-held-out folds: docs/results.md)
+ASNORM_K = 10  # top-k cohort scores on each side (corpus-held-out folds: docs/results.md)
+SCORE_NORMS = ("enrolment", "none")
+# Off by default: on the corpus-held-out folds it lifts clones (P2 +5.8, P3 +11.9 points) but loses real voices
+# (P1a GTSinger -13.3, P1b NUS-48E -16.7: 2 queries each), where plain cosine equals the reference encoder use.
+DEFAULT_SCORE_NORM = "none"
 
 
 @dataclass(frozen=True)
 class SelfNormConfig:
     center: bool = True
     k: int = ASNORM_K  # 0: centring only
+
+    @classmethod
+    def named(cls, name: str) -> "SelfNormConfig | None":
+        """"enrolment" → the normalisation, "none" → None (cosine, or a checkpoint's backend cohort)."""
+        if name not in SCORE_NORMS:
+            raise ValueError(f"score normalisation must be one of {', '.join(SCORE_NORMS)}, got {name!r}")
+        return cls() if name == "enrolment" else None
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
