@@ -26,3 +26,14 @@ def dev_data() -> Path:
     if not (DEV_DATA / "tracks.csv").is_file():
         pytest.skip(f"dev data not found at {DEV_DATA}")
     return DEV_DATA
+
+
+def tiny_world(tmp_path_factory, name: str, songs_per_singer: int, seed: int) -> dict:
+    """3 synthetic singers' vocal stems (7 s songs) and an untrained `tiny` checkpoint: {"root", "t", "ckpt"}."""
+    from singerid.models import create_model, save_model
+    from singerid.testing import vocal_stems_table
+
+    root = tmp_path_factory.mktemp(name)
+    t = vocal_stems_table(root / "data", n_singers=3, songs_per_singer=songs_per_singer, seconds=7.0, seed=seed)
+    t.to_csv(root / "all.csv", index=False)
+    return {"root": root, "t": t, "ckpt": str(save_model(root / "ck", create_model("tiny", seed=0)))}

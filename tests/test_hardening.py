@@ -17,16 +17,12 @@ from singerid.catalogue import Catalogue
 from singerid.catalogue.store import Store
 from singerid.cli import main
 
+from conftest import tiny_world
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from singerid.models import create_model, save_model
-    from singerid.testing import vocal_stems_table
-
-    root = tmp_path_factory.mktemp("hardening")
-    t = vocal_stems_table(root / "data", n_singers=3, songs_per_singer=2, seconds=7.0, seed=7)
-    t.to_csv(root / "all.csv", index=False)
-    return {"root": root, "t": t, "ckpt": str(save_model(root / "ck", create_model("tiny", seed=0)))}
+    return tiny_world(tmp_path_factory, "hardening", 2, 7)
 
 
 @pytest.fixture(scope="module")

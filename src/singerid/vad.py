@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .audio import SAMPLE_RATE, cut_windows, window_starts
+from .audio import SAMPLE_RATE, cut_windows, peak, window_starts
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def energy_activity(vocals: np.ndarray, mixture: np.ndarray | None = None, cfg: 
     mix = vocals if mixture is None else mixture
     starts = window_starts(len(vocals) / SAMPLE_RATE, cfg.window, hop)
     flags, ratio = window_activity(cut_windows(vocals, starts, cfg.window), cut_windows(mix, starts, cfg.window),
-                                   float(np.abs(mix).max()), cfg)
+                                   peak(mix), cfg)
     return starts, flags, ratio
 
 
@@ -183,7 +183,7 @@ class VocalActivityModel(nn.Module):
     def predict(self, wave: np.ndarray, hop: float | None = None) -> tuple[list[float], np.ndarray]:
         """Track [T] → (window starts s, P(vocals) [N]) for `cfg.window`-s windows; the track is peak-normalised."""
         starts = window_starts(len(wave) / SAMPLE_RATE, self.cfg.window, hop)
-        w = cut_windows(wave / max(float(np.abs(wave).max()), 1e-8), starts, self.cfg.window)
+        w = cut_windows(wave, starts, self.cfg.window) / max(peak(wave), 1e-8)  # no scaled copy of a long track
         return starts, torch.sigmoid(self(torch.from_numpy(np.ascontiguousarray(w, np.float32)))).numpy()
 
     def vocal_windows(self, wave: np.ndarray, seconds: float) -> list[float]:

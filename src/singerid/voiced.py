@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import WINDOW_SECONDS, cut_windows, load_audio, peak_normalise, window_starts
+from .audio import WINDOW_SECONDS, cut_windows, load_audio, peak, peak_normalise, window_starts
 from .vad import VocalActivityModel, installed_vad, vocal_windows, window_activity
 
 MAX_WINDOWS = 10  # window budget per track: at most this many 6-s windows, spread over it (60 s of voice)
@@ -56,13 +56,13 @@ def separated_vocal_windows(wave: np.ndarray, separator, seconds: float = WINDOW
     windows with vocals. Windows spread over the track are separated alone (with context), judged by vocal energy,
     and further spread windows are separated in rounds until half the budget has vocals or twice the budget was
     separated."""
-    peak = float(np.abs(wave).max())
+    top = peak(wave)
     remaining, tried, kept = window_starts(len(wave) / sample_rate, seconds), [], []  # kept: (start, vocals window)
     ratios: list[tuple[float, float, np.ndarray]] = []
     while remaining and len(kept) < (budget + 1) // 2 and len(tried) < 2 * budget:
         pick = spread(remaining, min(budget - len(kept), 2 * budget - len(tried)))
         voc = separator.separate_windows(wave, pick, seconds)
-        flags, ratio = window_activity(voc, cut_windows(wave, pick, seconds, sample_rate), peak)
+        flags, ratio = window_activity(voc, cut_windows(wave, pick, seconds, sample_rate), top)
         kept += [(s, v) for s, v, f in zip(pick, voc, flags) if f]
         ratios += list(zip(ratio, pick, voc))
         tried += pick
