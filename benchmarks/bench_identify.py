@@ -39,7 +39,7 @@ def child(folder: str, track: str, separate: str, threads: int | None) -> None:
     from singerid import cpu
 
     cpu.configure(threads)
-    from singerid.audio.io import FFMPEG_FIRST, _check_path, _decode_av, _decode_sf, _resample
+    from singerid.audio.io import FFMPEG_FIRST, _decode_av, _decode_sf, _resample, check_file
     from singerid.catalogue import Catalogue
     from singerid.data.manifest import load_tracks
     from singerid.voiced import separated_vocal_windows
@@ -62,7 +62,7 @@ def child(folder: str, track: str, separate: str, threads: int | None) -> None:
         totals.append(time.perf_counter() - t0)
     t["total"] = min(totals)
     # the same stages one by one
-    p = _check_path(track)
+    p = check_file(track)
     t0 = time.perf_counter()
     if p.suffix.lower() in FFMPEG_FIRST:
         native, rate = _decode_av(p)

@@ -195,11 +195,21 @@ class _Sink:
         self.stream = None if self.out_rate == rate else soxr.ResampleStream(rate, self.out_rate, 1, "float32", "HQ")
         size = int((expect or 60 * rate) * self.out_rate / rate * 1.01) + 4096
         self.buf = np.empty(size, np.float32)
+        self.pending: list[np.ndarray] = []
+        self.n_pending = 0
+
+    CHUNK = 1 << 16  # small decoder frames (MP3: 1152 samples) are gathered into chunks this long before resampling
 
     def add(self, block: np.ndarray, last: bool = False) -> None:
         self.n_in += len(block)
-        block = np.ascontiguousarray(block, np.float32)
-        out = block if self.stream is None else self.stream.resample_chunk(block, last=last)
+        self.pending.append(np.ascontiguousarray(block, np.float32))
+        self.n_pending += len(block)
+        if self.n_pending >= self.CHUNK or last:
+            chunk = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+            self.pending, self.n_pending = [], 0
+            self._put(chunk if self.stream is None else self.stream.resample_chunk(chunk, last=last))
+
+    def _put(self, out: np.ndarray) -> None:
         if self.n + len(out) > len(self.buf):
             grown = np.empty(int((self.n + len(out)) * 1.5), np.float32)
             grown[: self.n] = self.buf[: self.n]
@@ -208,8 +218,7 @@ class _Sink:
         self.n += len(out)
 
     def result(self) -> np.ndarray:
-        if self.stream is not None:
-            self.add(np.zeros(0, np.float32), last=True)  # flush the resampler's delay line
+        self.add(np.zeros(0, np.float32), last=True)  # the last chunk, and the resampler's delay line
         return self.buf[: self.n]
 
 
