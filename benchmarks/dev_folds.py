@@ -14,7 +14,8 @@ query is scored once, by a model that never heard its singer.
 
 Systems: `voice` (the pretrained encoder), `scoring` (pretrained + the scoring backend fitted on the fold's training
 table: WCCN on its tracks and their remixes onto --instrumentals separated again, then AS-norm against the
-training singers), `adapted` (`singerid train --config voice --mode vocal` on the fold's table: the recipe), and the peer
+training singers; `scoringLABEL=ARGS` passes ARGS to that fit-scoring, e.g. `scoring-plain=--asnorm-k 0
+--instrumentals none`), `adapted` (`singerid train --config voice --mode vocal` on the fold's table: the recipe), and the peer
 (Resemblyzer's own embed_utterance, from benchmarks/peer_resemblyzer.py's --json), plus any `--extra NAME=ARGS`.
 `NAME+refit` (after NAME) keeps NAME's encoder and refits the scoring backend on it (`singerid fit-scoring
 --checkpoint`: its own embeddings of the training table and of its remixes; a distilled student reads them raw and
@@ -126,10 +127,10 @@ def score_system(system: str, fold: Path, train_csv: Path, k: int, extra: dict, 
     base, _, how = system.partition("#")[0].partition("@")  # NAME@none: without separation; NAME@mixture: one view
     if base == "voice":
         emb = load_embedder("voice")
-    elif base == "scoring":
-        cli(["fit-scoring", "--manifest", str(train_csv), "--out", str(fold / "scoring"),
-             "--instrumentals", a.instrumentals])
-        emb = load_embedder(checkpoint=str(fold / "scoring"))
+    elif base.startswith("scoring"):  # scoringLABEL=ARGS: fit-scoring with ARGS (e.g. '--asnorm-k 0 --instrumentals none')
+        cli(["fit-scoring", "--manifest", str(train_csv), "--out", str(fold / base), "--instrumentals", a.instrumentals]
+            + shlex.split(extra.get(base, "")))
+        emb = load_embedder(checkpoint=str(fold / base))
     elif "+refit" in base:  # NAME+refit[LABEL]: NAME's encoder, a backend refitted on its own views (ARGS: fit-scoring's)
         cli(["fit-scoring", "--checkpoint", str(fold / base.partition("+refit")[0]), "--manifest", str(train_csv),
              "--out", str(fold / base), "--instrumentals", a.instrumentals] + shlex.split(extra.get(system, "")))
