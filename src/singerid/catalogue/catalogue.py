@@ -355,11 +355,10 @@ class Catalogue:
         clones = self.clone_centroids()
         clone_names = clones[0]
         clone_score = self._track_score(track_emb, "cloned", clones) if clone_names else np.zeros(0)  # [C]
-        note = norm.note if self.score_norm is not None else None
         # ---- decision: from `score` alone (whatever computed it), calibrated tiers, one ordering ----
         cal = self.store.get_meta("calibration") or {}
         out = {"path": path, **self._decision(names, score, votes, top, cal),
-               "score_norm": f"enrolment (k={norm.k})" if norm.active else "none", "score_norm_note": note}
+               "score_norm": f"enrolment (k={norm.k})" if norm.active else "none", "score_norm_note": norm.note}
         out["imitation"] = _imitation(clone_names, clone_score, float(score.max()), cal)
         sims, ids = self.nearest_tracks(track_emb[0], neighbours)
         info = self.store.track_info([int(i) for i in ids if i >= 0])

@@ -16,8 +16,8 @@ import pandas as pd
 
 from ..data.manifest import singers_of
 from ..embed import Embedder
-from .cache import Windows, as_tracks, embed_files, reads_raw, with_second_view
 from ..models.selfnorm import DEFAULT_SCORE_NORM, SelfNormConfig
+from .cache import Windows, as_tracks, embed_files, reads_raw, with_second_view
 from .heads import CentroidClassifier, HeadConfig, train_head
 from .vote import TOPK_COMPAT, majority_vote, mean_score_ranking, truth_rank
 

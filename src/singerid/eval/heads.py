@@ -73,8 +73,7 @@ class CentroidClassifier:
         norm = EnrolmentNorm.fit(emb, labels, n_classes, score_norm)
         if norm.note:
             log.warning("%s", norm.note)
-        return cls(norm.centroids if norm.active else EnrolmentNorm.fit(emb, labels, n_classes, None).centroids,
-                   backend, norm)
+        return cls(norm.centroids, backend, norm)  # plain centroids where the normalisation is off
 
     def scores(self, emb: np.ndarray) -> np.ndarray:
         """[N, D] → [N, C] scores against each centroid."""
