@@ -128,8 +128,9 @@ def score_system(system: str, fold: Path, train_csv: Path, k: int, extra: dict, 
     if base == "voice":
         emb = load_embedder("voice")
     elif base.startswith("scoring"):  # scoringLABEL=ARGS: fit-scoring with ARGS (e.g. '--asnorm-k 0 --instrumentals none')
-        cli(["fit-scoring", "--manifest", str(train_csv), "--out", str(fold / base), "--instrumentals", a.instrumentals]
-            + shlex.split(extra.get(base, "")))
+        args = shlex.split(extra.get(base, ""))
+        insts = [] if "--instrumentals" in args else ["--instrumentals", a.instrumentals]  # an append option
+        cli(["fit-scoring", "--manifest", str(train_csv), "--out", str(fold / base), *insts, *args])
         emb = load_embedder(checkpoint=str(fold / base))
     elif "+refit" in base:  # NAME+refit[LABEL]: NAME's encoder, a backend refitted on its own views (ARGS: fit-scoring's)
         cli(["fit-scoring", "--checkpoint", str(fold / base.partition("+refit")[0]), "--manifest", str(train_csv),
