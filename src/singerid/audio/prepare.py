@@ -9,7 +9,7 @@ a raw clip); `voiced.py` only separates and chooses windows.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,9 +37,6 @@ class Preprocess:
     @classmethod
     def from_dict(cls, d: dict | None) -> "Preprocess":
         return cls(**(d or {}))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def normalise_volume(wave: np.ndarray, target_dbfs: float, increase_only: bool = True) -> np.ndarray:
