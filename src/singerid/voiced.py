@@ -41,6 +41,7 @@ class TrackAudio:
     starts: list[float]  # window starts, s
     windows: np.ndarray  # [N, seconds * sr] peak-normalised 6-s windows
     voiced: np.ndarray  # [T'] the vocal audio the track embedding reads, as it is (the embedder prepares it)
+    separated: bool = False  # the windows and voiced audio come from a separated vocal stem
 
 
 def spread(starts: list[float], budget: int | None) -> list[float]:
@@ -93,6 +94,7 @@ def track_audio(
     energy, where it kept every window)."""
     duration = len(wave) / sample_rate
     whole = budget is None or len(window_starts(duration, seconds)) <= budget
+    separated = separator is not None
     if starts:
         starts = [s for s in starts if s < duration] or [0.0]
         windows = (separator.separate_windows(wave, starts, seconds) if separator is not None
@@ -100,11 +102,12 @@ def track_audio(
         voiced = windows.reshape(-1)
     elif separator is not None and not whole:
         starts, windows = separated_vocal_windows(wave, separator, seconds, budget, sample_rate)
+        separated = not np.array_equal(windows, cut_windows(wave, starts, seconds, sample_rate))  # was_clean kept it
         voiced = windows.reshape(-1)
     else:
         mixture, stem = (wave, separator.separate(wave)["vocals"]) if separator is not None else (None, wave)
         if mixture is not None and was_clean(mixture, stem):
-            mixture, stem = None, wave
+            mixture, stem, separated = None, wave, False
         model = resolve_vad(vad, separator) if vocal_only else None
         if model is not None:
             found = model.vocal_windows(wave, seconds)
@@ -114,7 +117,7 @@ def track_audio(
         windows = cut_windows(stem, starts, seconds, sample_rate)
         kept_all = model is not None and len(found) == len(window_starts(duration, seconds))
         voiced = stem if whole and (model is None or kept_all) else windows.reshape(-1)
-    return TrackAudio(list(starts), peak_normalise(windows), np.asarray(voiced, np.float32))
+    return TrackAudio(list(starts), peak_normalise(windows), np.asarray(voiced, np.float32), separated)
 
 
 def file_audio(path: str, sample_rate: int = 16000, seconds: float = WINDOW_SECONDS, starts: list[float] | None = None,

@@ -21,6 +21,7 @@ from ..progress import log_progress
 from ..audio import load_audio
 from ..data.manifest import readable_rows
 from ..embed import iter_track_embeddings
+from ..synthetic import NOT_INSTALLED, installed_detector
 from ..voiced import track_audio
 from . import index as faiss_index
 from ..models.selfnorm import DEFAULT_SCORE_NORM, EnrolmentNorm, SelfNormConfig
@@ -42,6 +43,7 @@ class Catalogue:
         self._clones: tuple[list[str], np.ndarray] | None = None
         self._cohort: dict[str, tuple] = {}  # kind → (centroids, backend, AS-norm's centroid side) computed from them
         self._generation = store.generation()  # the content the search structures above were built from
+        self.detector = installed_detector()  # the synthetic-voice detector every answer carries (None: a note)
 
     # ------------------------------------------------------------------ creation / opening
     @classmethod
@@ -360,6 +362,11 @@ class Catalogue:
         out = {"path": path, **self._decision(names, score, votes, top, cal),
                "score_norm": f"enrolment (k={norm.k})" if norm.active else "none", "score_norm_note": norm.note}
         out["imitation"] = _imitation(clone_names, clone_score, float(score.max()), cal)
+        if self.detector is not None:  # on the vocal identification read: the separated one of a mixture
+            out["synthetic"] = self.detector.score_windows(audio.starts, audio.windows,
+                                                           "separated vocal" if audio.separated else "as given")
+        else:
+            out["synthetic_note"] = NOT_INSTALLED
         sims, ids = self.nearest_tracks(track_emb[0], neighbours)
         info = self.store.track_info([int(i) for i in ids if i >= 0])
         return {

@@ -223,6 +223,25 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--vad", metavar="PATH", help="a vocal-activity model (singerid train-vad) instead of separation")
     d.add_argument("--device", default="cpu", help="torch device")
 
+    x = sub.add_parser("detect-synthetic", help="is this voice synthetic? score, verdict and per-window evidence")
+    x.add_argument("files", nargs="+", help="audio files (mixtures are read through separation)")
+    x.add_argument("--json", action="store_true", help="print one JSON list (one object per file)")
+    x.add_argument("--detector", metavar="DIR", help="detector folder (default: $SINGERID_HOME/detector)")
+    x.add_argument("--separate", choices=["auto", "none", "spleeter", "demucs"], default="auto",
+                   help="separation of mixtures before detection (auto: spleeter when fetched; a vocal stem is "
+                        "recognised and read as it is)")
+    x.add_argument("--max-seconds", type=float, default=7200.0, help="longest audio accepted (s)")
+    x.add_argument("--device", default="cpu", help="torch device")
+
+    xt = sub.add_parser("train-detector", help="train the synthetic-voice detector from real and cloned vocals")
+    xt.add_argument("--manifest", required=True, help="tracks table: rows kind=real|cloned (vocal stems); the "
+                                                      "clone system in a `method` or `system` column")
+    xt.add_argument("--out", help="folder for the detector (default: $SINGERID_HOME/detector, where every command "
+                                  "finds it)")
+    xt.add_argument("--copies", type=int, default=2, help="augmented copies of each clip (codec, EQ, reverb, "
+                                                          "compression, band limit; default: 2)")
+    xt.add_argument("--seed", type=int, default=0, help="random seed")
+
     g = sub.add_parser("fit-scoring", help="fit a scoring backend (centering + WCCN/LDA) on a table's embeddings; "
                                            "writes a checkpoint usable as --checkpoint everywhere")
     g.add_argument("--manifest", required=True, help="tracks table of known singers (real tracks, and known clones)")

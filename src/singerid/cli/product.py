@@ -90,6 +90,50 @@ def cmd_train_vad(a) -> int:
 
 
 @command
+def cmd_detect_synthetic(a) -> int:
+    import json
+
+    from ..separation import load_separator, resolve_name
+    from ..synthetic import detect_file, require_detector
+
+    detector = require_detector(a.detector)
+    name = resolve_name(a.separate)
+    separator = None if name == "none" else load_separator(name, a.device)
+    results, failed = [], 0
+    for f in a.files:
+        try:
+            results.append(detect_file(f, detector, separator, a.max_seconds))
+        except AudioError as e:
+            failed += 1
+            results.append({"path": f, "error": str(e)})
+            print(f"singerid detect-synthetic: error: {e}", file=sys.stderr)
+    if a.json:
+        print(json.dumps(results, indent=1))
+    for r in [] if a.json else results:
+        if "error" not in r:
+            line = " ".join(f"{w['start']:.0f}s:{w['score']:.2f}" for w in r["windows"][:12])
+            print(f"{r['path']}: {r['verdict']} (score {r['score']:.3f}, {r['source']})  windows: {line}")
+    return 2 if failed else 0
+
+
+@command
+def cmd_train_detector(a) -> int:
+    from ..data.manifest import load_tracks
+    from ..synthetic import detector_folder
+    from ..synthetic_train import DetectorTrainConfig, train_detector
+
+    detector, r = train_detector(load_tracks(a.manifest), DetectorTrainConfig(copies=a.copies, seed=a.seed))
+    out = detector.save(a.out or detector_folder())
+    t = r["thresholds"]
+    print(f"synthetic-voice detector in {out}: out-of-fold EER {100 * r['pooled_eer']:.1f} % pooled over "
+          f"{len(r['per_system_eer'])} held-out system(s); verdicts: synthetic >= {t['synthetic']:.3f} "
+          f"({100 * t['false_alarm']:.0f} % of real voices), real <= {t['real']:.3f} ({100 * t['miss']:.0f} % of clones)")
+    for system, e in r["per_system_eer"].items():
+        print(f"  {system or '(one system)'}: EER {100 * e:.1f} %")
+    return 0
+
+
+@command
 def cmd_enroll(a) -> int:
     from ..catalogue import Catalogue
     from ..data.manifest import ManifestError, readable_rows
@@ -181,6 +225,8 @@ def _verdict(r: dict) -> str:
         line = f"unknown: no enrolled singer is close enough (closest: {best})"
     if r.get("imitation"):
         line += f"; {r['imitation']['note']}"
+    if r.get("synthetic"):
+        line += f"; voice {r['synthetic']['verdict']} (synthetic score {r['synthetic']['score']:.2f})"
     return line
 
 
