@@ -181,6 +181,7 @@ def test_web_page_upload_shows_results_in_a_real_browser(server, tmp_path):
         page.click("#go")
         page.wait_for_function("document.getElementById('status').className === 'error'", timeout=30000)
         assert "bad.wav" in page.inner_text("#status")
+        assert "train-detector" in page.inner_text("#synthetic")  # no detector installed: the note says how
         browser.close()
 
 
