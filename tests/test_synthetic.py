@@ -115,6 +115,18 @@ def test_cli_train_then_detect_json_with_a_bad_file(world, tmp_path, capsys):
     assert answers[0]["score"] > answers[2]["score"]  # a training clone above a training real voice
 
 
+def test_a_table_with_nothing_to_hold_out_is_refused(world, tmp_path, capsys):
+    from singerid.cli import main
+
+    t = world["table"]
+    one = pd.concat([t[t["kind"] == "real"], t[(t["kind"] == "cloned") & (t["singer"] == "v0")].head(2)])
+    one.assign(method="").to_csv(tmp_path / "one.csv", index=False)
+    assert main(["train-detector", "--manifest", str(tmp_path / "one.csv"), "--copies", "0"]) == 2
+    assert "at least 2" in capsys.readouterr().err
+    t[t["kind"] == "real"].head(3).to_csv(tmp_path / "real.csv", index=False)
+    assert main(["train-detector", "--manifest", str(tmp_path / "real.csv"), "--copies", "0"]) == 2
+
+
 def test_without_a_detector_detect_exits_2_saying_how(tmp_path, capsys, monkeypatch):
     from singerid.cli import main
 

@@ -81,7 +81,7 @@ def detector_rows(tracks: pd.DataFrame) -> pd.DataFrame:
 def clip_features(rows: pd.DataFrame, cfg: DetectorTrainConfig, progress: bool = True) -> Clips:
     """Every clip and its augmented copies → LFCC statistics per window."""
     rng = np.random.default_rng(cfg.seed)
-    names = [n for n in cfg.augment]
+    names = list(cfg.augment)
     unknown = set(names) - set(AUGMENT)
     if unknown:
         raise ValueError(f"unknown detector augmentation(s) {sorted(unknown)}; known: {', '.join(AUGMENT)}")
@@ -128,12 +128,10 @@ def folds(rows: pd.DataFrame, cfg: DetectorTrainConfig) -> list[np.ndarray]:
     folds in a seeded order."""
     clones = rows["kind"] == "cloned"
     unit = rows["system"] if rows.loc[clones, "system"].nunique() >= 2 else rows["singer"]
-    groups = sorted(unit[clones].unique())[: cfg.max_folds] if unit[clones].nunique() <= cfg.max_folds else None
-    if groups is None:  # many groups: deal them round the folds too
-        order = np.random.default_rng(cfg.seed).permutation(sorted(unit[clones].unique()))
-        fold_of = {g: i % cfg.max_folds for i, g in enumerate(order)}
-    else:
-        fold_of = {g: i for i, g in enumerate(groups)}
+    groups = sorted(unit[clones].unique())
+    if len(groups) > cfg.max_folds:  # many groups: dealt round the folds in a seeded order
+        groups = list(np.random.default_rng(cfg.seed).permutation(groups))
+    fold_of = {g: i % cfg.max_folds for i, g in enumerate(groups)}
     n = max(fold_of.values()) + 1
     singers = np.random.default_rng(cfg.seed).permutation(sorted(rows.loc[~clones, "singer"].unique()))
     real_fold = {s: i % n for i, s in enumerate(singers)}
@@ -187,9 +185,12 @@ def train_detector(tracks: pd.DataFrame, cfg: DetectorTrainConfig = DetectorTrai
     scores: dict[int, float] = {}
     for test, detector in fold_detectors(clips, cfg):
         scores.update(clip_scores(detector, clips, test))
-    report = out_of_fold_report(rows, scores)
-    idx = np.array(sorted(scores))
+    idx = np.array(sorted(scores), dtype=int)
     kind = rows["kind"].to_numpy()[idx]
+    if not ((kind == "real").any() and (kind == "cloned").any()):
+        raise ValueError("train-detector needs clones of at least 2 systems (a `method` column) or of 2 singers, to "
+                         "set its thresholds on held-out ones")
+    report = out_of_fold_report(rows, scores)
     s = np.array([scores[i] for i in idx])
     thresholds = set_thresholds(s[kind == "real"], s[kind == "cloned"], cfg)
     meta = {"rows": {"real": int((rows["kind"] == "real").sum()), "cloned": int((rows["kind"] == "cloned").sum())},
