@@ -68,6 +68,10 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/singing-dev"))
     p.add_argument("--copies", type=int, default=2, help="augmented copies per training clip (train-detector's default)")
+    p.add_argument("--instrumentals", metavar="DIR_OR_TABLE",
+                   help="train with one separated remix per clip onto these (e.g. ../shared/data/instrumentals-train; "
+                        "the mixed row's test instrumentals are the dev set's own, never these)")
+    p.add_argument("--augment", nargs="+", help="augmentations of the copies (default: train-detector's)")
     p.add_argument("--views", nargs="+", default=list(VIEWS), choices=list(VIEWS))
     p.add_argument("--json", help="write the scores and figures here")
     a = p.parse_args(argv)
@@ -75,13 +79,19 @@ def main(argv=None) -> dict:
     tracks = pd.read_csv(data / "tracks.csv")
     tracks["path"] = [str(data / x) for x in tracks["path"]]
     rows = detector_rows(tracks)
-    cfg = DetectorTrainConfig(copies=a.copies)
-    clips = clip_features(rows, cfg)
     separator = inst = None
-    if "mixed" in a.views:
+    if "mixed" in a.views or a.instrumentals:
         from singerid.separation import load_separator
 
         separator, inst = load_separator("spleeter"), instrumentals(data)
+    train_inst = []
+    if a.instrumentals:
+        from singerid.train.recipe import decode_instrumentals, instrumental_table
+
+        train_inst = decode_instrumentals(instrumental_table(a.instrumentals, tracks))
+    cfg = DetectorTrainConfig(copies=a.copies, remixes=1 if train_inst else 0,
+                              **({"augment": tuple(a.augment)} if a.augment else {}))
+    clips = clip_features(rows, cfg, instrumentals=train_inst, separator=separator)
     scores = {v: {} for v in a.views}
     rng = np.random.default_rng(0)
     for test, det in tqdm(list(fold_detectors(clips, cfg)), desc="folds"):

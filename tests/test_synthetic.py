@@ -115,6 +115,25 @@ def test_cli_train_then_detect_json_with_a_bad_file(world, tmp_path, capsys):
     assert answers[0]["score"] > answers[2]["score"]  # a training clone above a training real voice
 
 
+def test_training_on_separated_remixes(world, tmp_path):
+    from singerid.testing.synth import accompany
+    from singerid.weights import WeightsMissing, locate
+
+    try:
+        locate("spleeter")
+    except WeightsMissing:
+        pytest.skip("spleeter weights not fetched (singerid fetch-weights)")
+    from singerid.cli import main
+
+    (tmp_path / "inst").mkdir()
+    for k in range(2):
+        sf.write(tmp_path / "inst" / f"i{k}.flac", accompany(10.0, np.random.default_rng(k)), SR)
+    out = tmp_path / "det"
+    assert main(["train-detector", "--manifest", str(world["csv"]), "--out", str(out), "--copies", "0",
+                 "--instrumentals", str(tmp_path / "inst")]) == 0
+    assert SyntheticDetector.load(out).meta["remixes"] == 1
+
+
 def test_a_table_with_nothing_to_hold_out_is_refused(world, tmp_path, capsys):
     from singerid.cli import main
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,11 @@ from tqdm import tqdm
 
 from .audio import load_audio
 from .augment import AUGMENTATIONS
+from .augment.effects import remix
 from .synthetic import SAMPLE_RATE, LfccConfig, SyntheticDetector, Thresholds, cut, lfcc_stats
+from .voiced import track_audio
+
+REMIX_DB = (-3.0, 6.0)  # vocal-to-accompaniment ratios of the separated remixes (as the scoring backend's)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class DetectorTrainConfig:
     features: LfccConfig = field(default_factory=LfccConfig)
     copies: int = 2  # augmented copies per clip, each with 1-2 of `augment`
     augment: tuple[str, ...] = tuple(AUGMENT)
+    remixes: int = 0  # copies per clip mixed onto an instrumental and separated again (needs instrumentals)
     l2: float = 10.0  # weight of ½‖w‖² against the (class-balanced) sum of log-losses
     false_alarm: float = 0.05  # share of real voices allowed above the `synthetic` threshold (out of fold)
     miss: float = 0.05  # share of clones allowed below the `real` threshold (out of fold)
@@ -78,22 +83,30 @@ def detector_rows(tracks: pd.DataFrame) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
-def clip_features(rows: pd.DataFrame, cfg: DetectorTrainConfig, progress: bool = True) -> Clips:
-    """Every clip and its augmented copies → LFCC statistics per window."""
+def clip_features(rows: pd.DataFrame, cfg: DetectorTrainConfig, progress: bool = True,
+                  instrumentals: Sequence[np.ndarray] = (), separator=None) -> Clips:
+    """Every clip, its augmented copies and its separated remixes → LFCC statistics per window. A remix is the clip
+    mixed onto a random instrumental window (REMIX_DB) and read as a mixture is read (`synthetic.detect_audio`)."""
     rng = np.random.default_rng(cfg.seed)
     names = list(cfg.augment)
     unknown = set(names) - set(AUGMENT)
     if unknown:
         raise ValueError(f"unknown detector augmentation(s) {sorted(unknown)}; known: {', '.join(AUGMENT)}")
+    if cfg.remixes and (not len(instrumentals) or separator is None):
+        raise ValueError("separated remixes need instrumentals and a separator")
     xs, clips, views = [], [], []
     for i, path in enumerate(tqdm(rows["path"], desc="detector features", disable=not progress)):
         wave = load_audio(path, SAMPLE_RATE)
-        for view in range(1 + cfg.copies):
-            y = wave
-            if view:
-                for name in rng.permutation(names)[: rng.integers(1, 3)]:
+        for view in range(1 + cfg.copies + cfg.remixes):
+            if view > cfg.copies:
+                mix = remix(wave, rng, instrumentals, float(rng.uniform(*REMIX_DB))).astype(np.float32)
+                windows = track_audio(mix, separator=separator).windows
+            else:
+                y = wave
+                for name in rng.permutation(names)[: rng.integers(1, 3)] if view else []:
                     y = AUGMENT[str(name)](y, rng)
-            feats = lfcc_stats(cut(y, cfg.features)[1], cfg.features)
+                windows = cut(y, cfg.features)[1]
+            feats = lfcc_stats(windows, cfg.features)
             xs.append(feats)
             clips += [i] * len(feats)
             views += [view] * len(feats)
@@ -176,12 +189,12 @@ def set_thresholds(real: np.ndarray, clone: np.ndarray, cfg: DetectorTrainConfig
     return Thresholds(round(synthetic, 4), round(real_t, 4), cfg.false_alarm, cfg.miss, round(eer(clone, real), 4))
 
 
-def train_detector(tracks: pd.DataFrame, cfg: DetectorTrainConfig = DetectorTrainConfig(),
-                   progress: bool = True) -> tuple[SyntheticDetector, dict]:
+def train_detector(tracks: pd.DataFrame, cfg: DetectorTrainConfig = DetectorTrainConfig(), progress: bool = True,
+                   instrumentals: Sequence[np.ndarray] = (), separator=None) -> tuple[SyntheticDetector, dict]:
     """Tracks table → (detector fitted on every row, report). The report has the out-of-fold EER pooled and per
-    held-out system, and the thresholds set from those out-of-fold scores."""
+    held-out system, and the thresholds set from those out-of-fold scores (clips as given)."""
     rows = detector_rows(tracks)
-    clips = clip_features(rows, cfg, progress)
+    clips = clip_features(rows, cfg, progress, instrumentals, separator)
     scores: dict[int, float] = {}
     for test, detector in fold_detectors(clips, cfg):
         scores.update(clip_scores(detector, clips, test))
@@ -194,7 +207,7 @@ def train_detector(tracks: pd.DataFrame, cfg: DetectorTrainConfig = DetectorTrai
     s = np.array([scores[i] for i in idx])
     thresholds = set_thresholds(s[kind == "real"], s[kind == "cloned"], cfg)
     meta = {"rows": {"real": int((rows["kind"] == "real").sum()), "cloned": int((rows["kind"] == "cloned").sum())},
-            "systems": sorted(s for s in rows["system"].unique() if s), "copies": cfg.copies,
+            "systems": sorted(s for s in rows["system"].unique() if s), "copies": cfg.copies, "remixes": cfg.remixes,
             "augment": list(cfg.augment), "out_of_fold": report}
     detector = fit(clips.x, clips.label(), cfg, thresholds, meta)
     log.info("detector: out-of-fold EER %.1f %% pooled; thresholds real <= %.3f, synthetic >= %.3f",

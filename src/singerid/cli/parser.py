@@ -240,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
                                   "finds it)")
     xt.add_argument("--copies", type=int, default=2, help="augmented copies of each clip (codec, EQ, reverb, "
                                                           "compression, band limit; default: 2)")
+    xt.add_argument("--instrumentals", metavar="TABLE_OR_DIR", action="append",
+                    help="also train on each clip mixed onto these instrumentals and separated again, as mixtures are "
+                         "read (repeat to combine)")
+    xt.add_argument("--remixes", type=int, default=1, metavar="N", help="separated remixes per clip (default: 1)")
+    xt.add_argument("--separate", choices=["spleeter", "demucs"], default="spleeter",
+                    help="separation of the remixes (default: spleeter)")
+    xt.add_argument("--device", default="cpu", help="torch device")
     xt.add_argument("--seed", type=int, default=0, help="random seed")
 
     g = sub.add_parser("fit-scoring", help="fit a scoring backend (centering + WCCN/LDA) on a table's embeddings; "

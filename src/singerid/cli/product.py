@@ -122,7 +122,15 @@ def cmd_train_detector(a) -> int:
     from ..synthetic import detector_folder
     from ..synthetic_train import DetectorTrainConfig, train_detector
 
-    detector, r = train_detector(load_tracks(a.manifest), DetectorTrainConfig(copies=a.copies, seed=a.seed))
+    tracks, insts, separator = load_tracks(a.manifest), [], None
+    if a.instrumentals:
+        from ..separation import load_separator
+        from ..train.recipe import decode_instrumentals, instrumental_table
+
+        insts = decode_instrumentals(instrumental_table(a.instrumentals, tracks))
+        separator = load_separator(a.separate, a.device)
+    cfg = DetectorTrainConfig(copies=a.copies, remixes=a.remixes if insts else 0, seed=a.seed)
+    detector, r = train_detector(tracks, cfg, instrumentals=insts, separator=separator)
     out = detector.save(a.out or detector_folder())
     t = r["thresholds"]
     print(f"synthetic-voice detector in {out}: out-of-fold EER {100 * r['pooled_eer']:.1f} % pooled over "
