@@ -458,7 +458,7 @@ def test_averaged_students_keep_their_teachers_space_and_backend(synth_catalogue
     catalogue the teacher enrolled; weights (1, 0) give back the first ingredient exactly."""
     from safetensors.torch import load_file
 
-    from singerid.models.checkpoint import average_checkpoints
+    from singerid.models.average import average_checkpoints
 
     other = _another_seed(student, tmp_path / "seed1")
     assert main(["average", str(student), str(other), "--out", str(tmp_path / "soup")]) == 0
@@ -505,7 +505,7 @@ def test_average_refuses_what_does_not_average(student, tmp_path, caplog):
     whose backends differ average into a model without backend (and so without the teacher's space), with a warning."""
     import logging
 
-    from singerid.models.checkpoint import average_checkpoints
+    from singerid.models.average import average_checkpoints
 
     with pytest.raises(ValueError, match="at least 2"):
         average_checkpoints([student], tmp_path / "one")

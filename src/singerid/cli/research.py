@@ -68,7 +68,8 @@ def cmd_fit_scoring(a) -> int:
 
 @command
 def cmd_average(a) -> int:
-    from ..models.checkpoint import average_checkpoints, read_config
+    from ..models.average import average_checkpoints
+    from ..models.checkpoint import read_config
 
     folder = average_checkpoints(a.checkpoints, a.out, a.weights)
     backend = "its scoring backend" if read_config(folder).get("backend") else "no scoring backend (fit-scoring next)"
