@@ -10,7 +10,8 @@ from singerid.cli import main
 from singerid.separation.base import Separator
 from singerid.separation.spleeter import SpleeterSeparator, UNet, convert_checkpoint
 from singerid.separation.tf_bundle import BundleError, read_bundle, read_index, write_bundle
-from singerid.vad import TrackFilter, VadConfig, energy_activity, vocal_windows
+from singerid.vad import VadConfig, energy_activity
+from singerid.voiced import TrackFilter, vocal_windows
 from singerid.weights import WeightsMissing, locate
 
 SR = 16000
