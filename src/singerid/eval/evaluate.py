@@ -14,6 +14,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from ..cpu import ensure as ensure_cpu_policy
 from ..data.manifest import singers_of
 from ..embed import Embedder
 from ..models.selfnorm import DEFAULT_SCORE_NORM, SelfNormConfig
@@ -106,6 +107,7 @@ def evaluate(
     `score_norm`: centroid scores normalised by the enrolment's own statistics, as a catalogue scores (None: off)."""
     if topk_compat not in TOPK_COMPAT:
         raise ValueError(f"topk_compat must be one of {TOPK_COMPAT}")
+    ensure_cpu_policy()
     several = [len(singers_of(s)) > 1 for s in enrol["singer"]]
     if any(several):
         log.warning("%d enrolment row(s) naming several singers skipped: enrol each singer's own tracks", sum(several))
