@@ -8,7 +8,6 @@ folders under OUT/checkpoints, `OUT/latest.json` points at the newest, OUT/best 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from ..cpu import single_thread_worker
 from ..data.manifest import load_tracks
 from ..data.pairs import PairBatches, build_sources, split_singers
 from ..losses import nt_xent
-from ..models import create_model, save_model
+from ..models import create_model
 from ..models.factory import load_config
 from . import dist
 from .recipe import fit_run_backend, instrumental_table, lr_scheduler, make_augmenter, param_groups, scheduler_step
