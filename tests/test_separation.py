@@ -104,6 +104,7 @@ def test_chunked_separation_equals_unchunked_and_cache_hits(tmp_path):
 def test_spleeter_chunked_equals_unchunked_with_random_weights():
     rng = np.random.default_rng(1)
     wave = (0.1 * rng.standard_normal(SR * 30)).astype(np.float32)
+    torch.manual_seed(0)  # the random weights: unseeded, their draw followed whatever ran before (seed 5: 19.6 dB)
     model = SpleeterSeparator(random_init=True)
     a = Separator("s", model, chunk_seconds=60, overlap_seconds=3).separate(wave)["vocals"]
     b = Separator("s", model, chunk_seconds=14, overlap_seconds=3).separate(wave)["vocals"]
