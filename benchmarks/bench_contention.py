@@ -1,10 +1,17 @@
 """The same identify, timed on an idle machine and with two busy CPU-hog processes beside it (bounded in time):
-prints the slowdown under singerid's CPU policy and, for comparison, under torch's defaults (a thread per core,
-libgomp's default 300,000-iteration spin at barriers).
+prints the slowdown of each way a process can reach the encoder.
 
-    python benchmarks/bench_contention.py [--track FILE] [--repeats 3] [--hog-seconds 120]
+- `cli`: as the CLI and the service run (singerid imported before torch: OpenMP's short spin; `cpu.configure()`).
+- `library`: a program that imported torch *first* and calls `Catalogue` directly, never configuring anything
+  (libgomp's default long spin; the library's entry points apply the policy lazily: `cpu.ensure()`).
+- `torch`: torch's defaults for comparison (a thread per core, libgomp's default 300,000-iteration spin).
 
-Target (issue 8): slowdown <= 2.5x. Each configuration runs in a fresh process after a warm-up identify.
+    python benchmarks/bench_contention.py [--track FILE] [--repeats 3] [--hog-seconds 150] \\
+        [--paths cli library torch] [--separation none spleeter]
+
+Target (issues 8 and 33): slowdown <= 2.5x for `cli` and `library`. Each configuration runs in a fresh process after
+an enrolment and a warm-up identify; the figure is the best of `--repeats` identifies. The machine must be otherwise
+idle for the idle figure to mean anything.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ import time
 from pathlib import Path
 
 DEV = Path(__file__).resolve().parents[2] / "shared/data/singing-dev"
+PATHS = ("cli", "library", "torch")
 
 
 def hog(seconds: float) -> None:
@@ -28,31 +36,40 @@ def hog(seconds: float) -> None:
         x += 1
 
 
-def child(folder: str, track: str, separate: str, repeats: int, threads: str) -> None:
-    from singerid import cpu
+def child(folder: str, track: str, separate: str, repeats: int, path: str) -> None:
+    if path == "library":  # torch first, as a program that uses torch itself would; nothing configured
+        import torch
+        from singerid import cpu
+    else:  # singerid first (it sets OpenMP's short spin, unless the environment says otherwise), as the CLI
+        from singerid import cpu
+        import torch
 
-    n = cpu.configure(None if threads == "policy" else int(threads))
+        cpu.configure(None if path == "cli" else os.cpu_count() or 2)
     from singerid.catalogue import Catalogue
     from singerid.data.manifest import load_tracks
 
-    cat = Catalogue.create(Path(folder) / f"cat-{separate}", backend="voice", separate=separate)
+    cat = Catalogue.create(Path(folder) / f"cat-{separate}-{path}", backend="voice", separate=separate)
     cat.enroll(load_tracks(Path(folder) / "data" / "tracks.csv"), progress=False, workers=0)
     if cat.separator is not None:
         cat.separator.cache_dir = None
     cat.identify(track)
-    times = []
+    times, threads = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         cat.identify(track)
         times.append(time.perf_counter() - t0)
-    print(json.dumps({"seconds": min(times), "threads": n}))
+        threads.append(torch.get_num_threads())
+    print(json.dumps({"seconds": min(times), "threads": threads[times.index(min(times))]}))
 
 
-def run(folder: str, track: str, separate: str, repeats: int, threads: str) -> dict:
+def run(folder: str, track: str, separate: str, repeats: int, path: str) -> dict:
     env = dict(os.environ)
-    if threads != "policy":  # torch's defaults, as if singerid had not set a short spin
+    if path == "torch":  # torch's defaults, as if singerid had not set a short spin
         env["GOMP_SPINCOUNT"] = "300000"
-    out = subprocess.run([sys.executable, __file__, "--child", folder, track, separate, str(repeats), threads],
+    elif path == "library":  # nothing set: libgomp reads its default when torch loads, before singerid
+        for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_NUM_THREADS", "SINGERID_THREADS"):
+            env.pop(k, None)
+    out = subprocess.run([sys.executable, __file__, "--child", folder, track, separate, str(repeats), path],
                          capture_output=True, text=True, env=env)
     line = [x for x in out.stdout.splitlines() if x.startswith("{")]
     if not line:
@@ -61,15 +78,17 @@ def run(folder: str, track: str, separate: str, repeats: int, threads: str) -> d
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--track", help="audio file (default: a 3-min dev mixture, else a synthetic 60-s mixture)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="timed identifies per configuration (the best counts)")
     ap.add_argument("--hog-seconds", type=float, default=150.0, help="upper bound on each hog's life")
-    ap.add_argument("--child", nargs=5)
+    ap.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS), help="ways to reach the encoder")
+    ap.add_argument("--separation", nargs="+", choices=["none", "spleeter"], default=["none", "spleeter"])
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        folder, track, separate, repeats, threads = a.child
-        return child(folder, track, separate, int(repeats), threads)
+        folder, track, separate, repeats, path = a.child
+        return child(folder, track, separate, int(repeats), path)
     from singerid.testing import make_catalogue
 
     with tempfile.TemporaryDirectory() as d:
@@ -82,22 +101,23 @@ def main() -> None:
             from bench_identify import synthetic_track
 
             track = str(synthetic_track(Path(d), 60.0))
-        print(f"identify {Path(track).name}: idle vs two CPU hogs on {os.cpu_count()} CPUs (best of {a.repeats})")
-        for separate in ("none", "spleeter"):
-            for threads in ("policy", str(os.cpu_count() or 2)):
-                idle = run(d, track, separate, a.repeats, threads)
+        print(f"identify {Path(track).name}: idle vs two CPU hogs on {os.cpu_count()} CPUs (best of {a.repeats}); "
+              f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        for separate in a.separation:
+            for path in a.paths:
+                idle = run(d, track, separate, a.repeats, path)
                 hogs = [mp.Process(target=hog, args=(a.hog_seconds,), daemon=True) for _ in range(2)]
                 for h in hogs:
                     h.start()
                 try:
-                    busy = run(d, track, separate, a.repeats, threads)
+                    busy = run(d, track, separate, a.repeats, path)
                 finally:
                     for h in hogs:
                         h.terminate()
                         h.join()
-                label = "singerid policy" if threads == "policy" else f"torch default, {threads} thr"
-                print(f"  separation {separate:8s} {label:16s}: idle {idle['seconds']:6.2f} s ({idle['threads']} thr), "
-                      f"busy {busy['seconds']:6.2f} s ({busy['threads']} thr): slowdown {busy['seconds'] / idle['seconds']:.2f}x")
+                print(f"  separation {separate:8s} {path:8s}: idle {idle['seconds']:6.2f} s ({idle['threads']} thr), "
+                      f"busy {busy['seconds']:6.2f} s ({busy['threads']} thr): slowdown "
+                      f"{busy['seconds'] / idle['seconds']:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

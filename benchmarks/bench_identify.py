@@ -42,8 +42,7 @@ def child(folder: str, track: str, separate: str, threads: int | None) -> None:
     from singerid.audio.io import FFMPEG_FIRST, _decode_av, _decode_sf, _resample, check_file
     from singerid.catalogue import Catalogue
     from singerid.data.manifest import load_tracks
-    from singerid.voiced import separated_vocal_windows
-    from singerid.vad import vocal_windows
+    from singerid.voiced import separated_vocal_windows, vocal_windows
     from singerid.audio import cut_windows, peak_normalise
 
     ckpt = separate.split("=", 1)[1] if separate.startswith("checkpoint=") else None  # e.g. a distilled student

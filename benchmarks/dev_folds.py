@@ -27,14 +27,11 @@ read raw and through Spleeter, the two averaged (`singerid evaluate`'s default `
 `NAME@mixture`.
 `NAME=--average A B ...` averages the weights of systems A, B, ... already run on the fold (`singerid average`: a model
 soup, e.g. one recipe trained with two seeds).
-`ENROL:QUERY` (e.g. `scoring:student4`) enrols with one system and queries with another of the same embedding space,
-each read as above: a catalogue its teacher enrolled through Spleeter, queried by a distilled student on raw mixtures.
 
 `--paired [RESULTS_JSON:]NAME` adds each system's per-query comparison with NAME on each scored protocol (McNemar;
 a bootstrap interval that resamples held-out singers with all their queries); `--by-corpus` pools each protocol per
 corpus of the queried singers (the students' real-voice loss is largest on GTSinger's, see docs/results.md).
-`--protocols P3` (or any subset) scores only those: `benchmarks/mixed_protocols.py`'s folder (P3's clones on every
-held-out instrumental, P1a/P1b's real songs on them) has no P2. A run folder that already holds a finished checkpoint
+`--protocols P3` (or any subset) scores only those. A run folder that already holds a finished checkpoint
 (`config.json`, or a training run's `latest.json`) is scored as it is, so checkpoints of another `--out` can be
 linked in and scored on another protocol folder.
 
@@ -95,8 +92,8 @@ def score_norm(system: str):
     return None if how == "none" else SelfNormConfig(k=int(how))
 
 
-def score(embedder, proto: Path, held: list[str], separator, cache: str, query_embedder=None,
-          query_separator=None, enrol_separated=None, protocols=PROTOCOLS, norm="default") -> dict[str, dict]:
+def score(embedder, proto: Path, held: list[str], separator, cache: str, enrol_separated=None, protocols=PROTOCOLS,
+          norm="default") -> dict[str, dict]:
     from singerid.eval.evaluate import evaluate
 
     res = {}
@@ -106,7 +103,7 @@ def score(embedder, proto: Path, held: list[str], separator, cache: str, query_e
         if query.empty:
             continue
         r = evaluate(enrol, query, embedder, "centroid", "track", cache, workers=2, separator=separator,
-                     query_embedder=query_embedder, query_separator=query_separator, enrol_separated=enrol_separated,
+                     enrol_separated=enrol_separated,
                      score_norm=score_norm("") if norm == "default" else norm)
         res[p] = {"top1": r["top1"], "top5": r["top5"], "n": r["n"],
                   "hits": [q["predicted"][0][0] == q["singer"] if q["predicted"] else False for q in r["queries"]]}
@@ -268,7 +265,7 @@ def main() -> None:
                          "replaced by the fold's number (a per-fold teacher: '--teacher runs/fold{fold}/scoring')")
     ap.add_argument("--peer", help="JSON from benchmarks/peer_resemblyzer.py --json")
     ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS,
-                    help="score these protocols only (e.g. P1a P1b P3 on benchmarks/mixed_protocols.py's folder, which has no P2)")
+                    help="score these protocols only (e.g. P3)")
     ap.add_argument("--paired", metavar="[RESULTS_JSON:]NAME",
                     help="also compare every system's per-query answers with this one's, per protocol (e.g. "
                          "/tmp/folds5/results.json:scoring, the teacher with Spleeter)")
@@ -278,7 +275,6 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     from singerid import cpu
     from singerid.data.manifest import load_tracks
-    from singerid.embed import load_embedder
     from singerid.separation import load_separator
     from singerid.weights import home
 
@@ -303,13 +299,7 @@ def main() -> None:
               f"{', '.join(held)}", flush=True)
         for system in a.systems + list(extra):
             t0 = time.time()
-            if ":" in system:  # ENROL:QUERY, two systems already run on this fold, of one embedding space
-                e, q = (load_embedder("voice") if n == "voice" else load_embedder(checkpoint=str(fold / n))
-                        for n in system.split(":"))
-                r = score(e, Path(a.proto), held, None if e.reads_mixtures else sep, cache, q,
-                          None if q.reads_mixtures else sep, protocols=a.protocols)
-            else:
-                r = score_system(system, fold, train_csv, k, extra, a, sep, cache, held)
+            r = score_system(system, fold, train_csv, k, extra, a, sep, cache, held)
             results.setdefault(system, {})[str(k)] = r
             results_file.write_text(json.dumps(results))
             print(f"  {system:10s} " + "  ".join(f"{p} {100 * r[p]['top1']:5.1f}" for p in a.protocols if p in r)

@@ -110,3 +110,63 @@ def test_short_spin_is_set_before_torch_loads():
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.split() == ["10000", "True"]
     code = "import os, torch, singerid; print(os.environ.get('GOMP_SPINCOUNT'), singerid.SHORT_SPIN)"
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.split() == ["None", "False"]
+
+
+@pytest.fixture
+def library_process(monkeypatch):
+    """A process that never called configure() and imported torch first (threads spin long), on 2 usable CPUs."""
+    monkeypatch.setattr(cpu, "_configured", None)
+    monkeypatch.setattr(cpu, "_lazy", {})
+    monkeypatch.setattr(cpu, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(cpu, "short_spin", lambda: False)
+    monkeypatch.setattr(cpu, "torch_default_threads", lambda: {2})
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    torch.set_num_threads(2)  # torch's default here
+
+
+def test_library_entry_points_match_threads_to_the_idle_cpus_at_each_call(library_process, monkeypatch):
+    idle = {"cpus": 0.3}
+    monkeypatch.setattr(cpu, "idle_cpus", lambda sample_s=0.1, max_age_s=10.0: idle["cpus"])
+    cpu.ensure()
+    assert torch.get_num_threads() == 1  # two neighbours keep both cores busy: no thread spins against them
+    idle["cpus"] = 1.9
+    cpu.ensure()
+    assert torch.get_num_threads() == 2  # they left: the next call takes both cores
+    torch.set_num_threads(3)  # the program's own choice, made between calls, is left alone from then on
+    idle["cpus"] = 0.0
+    cpu.ensure()
+    assert torch.get_num_threads() == 3
+
+
+@pytest.mark.parametrize("chose", ["env", "torch", "configure"])
+def test_library_entry_points_leave_a_process_that_chose(library_process, monkeypatch, chose):
+    monkeypatch.setattr(cpu, "idle_cpus", lambda sample_s=0.1, max_age_s=10.0: 0.0)
+    if chose == "env":
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    elif chose == "torch":
+        torch.set_num_threads(3)  # not a count torch starts with
+    else:
+        monkeypatch.setattr(cpu, "short_spin", lambda: True)
+        cpu.configure(2)
+    want = torch.get_num_threads()
+    cpu.ensure()
+    assert torch.get_num_threads() == want
+
+
+def test_singerid_threads_applies_to_library_calls_too(library_process, monkeypatch):
+    monkeypatch.setenv(cpu.ENV, "1")
+    cpu.ensure()
+    assert torch.get_num_threads() == 1
+
+
+def test_idle_cpus_counts_this_process_own_work_as_idle():
+    """Over the interval since the previous probe, CPU time this process spent is not a neighbour's."""
+    import time
+
+    if cpu.idle_cpus(0.01) is None:
+        pytest.skip("no /proc/stat")
+    wall, used = time.monotonic(), time.process_time()
+    while time.process_time() < used + 0.3:  # busy here, on one core
+        pass
+    share = (time.process_time() - used) / (time.monotonic() - wall)  # of a CPU, whatever the neighbours did
+    assert cpu.idle_cpus(0.01) >= 0.8 * share

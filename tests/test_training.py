@@ -88,46 +88,6 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(synth_catalogue, tmp_p
     assert json.loads((part / "latest.json").read_text())["step"] == 10
 
 
-def test_weight_average_is_what_a_run_validates_and_saves_and_it_survives_a_resume(synth_catalogue, tmp_path):
-    import torch
-    from safetensors.torch import load_file
-
-    from singerid.train.recipe import WeightAverage
-
-    # the arithmetic: avg <- d avg + (1 - d) live; applied() swaps the average in and the live weights back
-    lin = torch.nn.Linear(2, 1)
-    with torch.no_grad():
-        lin.weight.fill_(1.0)
-    avg = WeightAverage(lin, 0.75)
-    with torch.no_grad():
-        lin.weight.fill_(3.0)
-    avg.update()
-    with avg.applied(lin):
-        assert torch.allclose(lin.weight, torch.full((1, 2), 1.5))
-    assert torch.allclose(lin.weight, torch.full((1, 2), 3.0))
-    with pytest.raises(ValueError, match="decay"):
-        WeightAverage(lin, 1.0)
-
-    common = dict(manifest=str(synth_catalogue), mode="vocal", model="tiny", batch_pairs=4, epoch_steps=4,
-                  val_steps=1, num_workers=0, seed=3, lr=1e-3, ema=0.5)
-    full = train(TrainConfig(out=str(tmp_path / "full"), max_steps=10, **common))
-    part = train(TrainConfig(out=str(tmp_path / "part"), max_steps=6, **common))
-    ckpt = part / json.loads((part / "latest.json").read_text())["checkpoint"]
-    saved, live = load_file(str(ckpt / "model.safetensors")), load_file(str(ckpt / WeightAverage.LIVE))
-    assert saved.keys() == live.keys()
-    assert any(not torch.equal(saved[k], live[k]) for k in saved)  # the checkpoint holds the average
-    train(TrainConfig(out=str(part), max_steps=10, resume=True, **common))
-    a, b = _losses(full), _losses(part)
-    for step in range(7, 11):  # training went on from the live weights, not from the average
-        assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-5), step
-    assert _losses(part, "val") == pytest.approx(_losses(full, "val"), rel=1e-4)
-    no_avg = train(TrainConfig(out=str(tmp_path / "plain"), max_steps=8, **{**common, "ema": 0.0}))
-    with_avg = full / json.loads((full / "latest.json").read_text())["checkpoint"]
-    assert not (no_avg / "checkpoints" / "step_00000008" / WeightAverage.LIVE).exists()
-    assert _losses(no_avg, "val")[4] != pytest.approx(_losses(full, "val")[4], rel=1e-6)  # validated the average
-    assert (with_avg / WeightAverage.LIVE).is_file()
-
-
 def test_cosine_schedule_anneals_every_group_to_zero_and_survives_a_resume(synth_catalogue, tmp_path):
     import torch
 

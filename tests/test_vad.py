@@ -136,8 +136,8 @@ def test_track_audio_uses_the_installed_model(trained, synth_catalogue, tmp_path
     voc = load_audio(stems_table(synth_catalogue)["path"].iloc[0])
     wave = np.concatenate([inst[: 6 * SR], 0.5 * inst[: 6 * SR] + voc[: 6 * SR]])  # 6 s without, 6 s with vocals
     calls = []
-    real = VocalActivityModel.vocal_windows
-    monkeypatch.setattr(VocalActivityModel, "vocal_windows", lambda self, *a: calls.append(a) or real(self, *a))
+    real = VocalActivityModel.window_scores
+    monkeypatch.setattr(VocalActivityModel, "window_scores", lambda self, *a: calls.append(a) or real(self, *a))
     audio = voiced.track_audio(wave, 6.0, separator=None)
     assert calls and audio.starts == [6.0]
     assert len(audio.voiced) <= 6 * SR  # the chosen windows, not the whole mixture
@@ -233,12 +233,14 @@ def test_a_vad_that_keeps_every_window_leaves_the_whole_track_to_read():
     from singerid.voiced import track_audio
 
     class KeepsAll:
-        def vocal_windows(self, wave, seconds):
-            return window_starts(len(wave) / SR, seconds)
+        def window_scores(self, wave, seconds):
+            starts = window_starts(len(wave) / SR, seconds)
+            return starts, np.ones(len(starts))
 
     class KeepsFirst:
-        def vocal_windows(self, wave, seconds):
-            return [0.0]
+        def window_scores(self, wave, seconds):
+            starts = window_starts(len(wave) / SR, seconds)
+            return starts, np.eye(len(starts))[0]
 
     t = np.arange(14 * SR) / SR
     wave = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.3 * t))).astype(np.float32)

@@ -194,7 +194,7 @@ def test_backend_fits_on_remixed_views_too(synth_catalogue, monkeypatch):
     from singerid.audio import load_audio
     from singerid.data.manifest import load_tracks
     from singerid.embed import load_embedder
-    from singerid.train import recipe
+    from singerid import scoring as recipe
 
     tracks = load_tracks(synth_catalogue)
     tracks = tracks[tracks["singer"].isin(sorted(tracks["singer"].unique())[:3])]

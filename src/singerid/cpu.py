@@ -13,7 +13,14 @@ decoding process, a neighbour's job), they spin against each other and a 50-ms e
   (sampled once, ~0.1 s);
 - inter-op threads: 1 (our graphs are sequential; extra inter-op threads only add contention).
 
-`configure()` is called by the CLI, the service, benchmarks and worker initialisers; library code never sets threads.
+`configure()` is called by the CLI, the service, benchmarks and worker initialisers. A program that uses the library
+directly gets the same policy lazily: the entry points that run the encoder (`Catalogue.identify`/`enroll`,
+`load_embedder`, `iter_track_embeddings`, `evaluate`) call `ensure()`, which leaves alone a process that chose for
+itself (`configure()` called, $SINGERID_THREADS applied as an explicit count, $OMP_NUM_THREADS or $MKL_NUM_THREADS
+set, or `torch.set_num_threads` called with a count other than torch's default) and otherwise applies the policy. Where
+torch was imported before singerid, its OpenMP threads keep libgomp's long spin (read once, when libgomp loads), so
+`ensure()` matches the thread count to the CPUs other processes leave idle at the start of every call (`idle_cpus`:
+since the previous call, or over 0.1 s): at most a thread per idle CPU, so that no thread spins against a neighbour.
 """
 from __future__ import annotations
 
@@ -65,14 +72,33 @@ def _cpu_times() -> tuple[float, float] | None:
     return idle, sum(f)
 
 
-def idle_cpus(sample_s: float = 0.1) -> float | None:
-    """How many CPUs of the machine sat idle over a short sample (None where /proc/stat is unreadable)."""
-    a = _cpu_times()
-    time.sleep(sample_s)
-    b = _cpu_times()
-    if a is None or b is None or b[1] <= a[1]:
+_last: tuple[float, float, float, float] | None = None  # (/proc/stat idle, total, own CPU s, time) of the last probe
+
+
+def idle_cpus(sample_s: float = 0.1, max_age_s: float = 10.0) -> float | None:
+    """CPUs other processes leave idle now: over the interval since the previous call when it lies between
+    `sample_s` and `max_age_s` (this process's own CPU time in it counts as idle: it is ours to use again), else over
+    a `sample_s` sample. None where /proc/stat is unreadable."""
+    global _last
+
+    def probe():
+        t = _cpu_times()
+        own = os.times()
+        return None if t is None else (t[0], t[1], own.user + own.system, time.monotonic())
+
+    now = probe()
+    if now is None:
         return None
-    return (os.cpu_count() or 1) * (b[0] - a[0]) / (b[1] - a[1])
+    if _last is None or not sample_s <= now[3] - _last[3] <= max_age_s:
+        _last, _ = now, time.sleep(sample_s)
+        now = probe()
+    before, _last = _last, now
+    ticks = now[1] - before[1]
+    if ticks <= 0:
+        return None
+    own_ticks = (now[2] - before[2]) * os.sysconf("SC_CLK_TCK")
+    cpus = os.cpu_count() or 1
+    return min(float(cpus), cpus * (now[0] - before[0] + own_ticks) / ticks)
 
 
 def explicit_threads(requested: int | None = None) -> int | None:
@@ -131,6 +157,58 @@ def configure(threads: int | None = None, processes: int = 1, probe_idle: bool =
         log.debug("torch threads: %d (usable CPUs %d, %d process(es))", n, usable_cpus(), processes)
     _configured = n
     return n
+
+
+_lazy: dict = {}  # ensure()'s state: "applied" (the count it last set) or "left" (the process chose for itself)
+
+
+def torch_default_threads() -> set[int]:
+    """Counts torch starts with when nothing is set: a thread per CPU or per physical core (its OpenMP and MKL
+    defaults)."""
+    cores = set()
+    try:
+        block: dict[str, str] = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines() + [""]:
+            if ":" in line:
+                k, _, v = line.partition(":")
+                block[k.strip()] = v.strip()
+            elif block:
+                cores.add((block.get("physical id"), block.get("core id")))
+                block = {}
+    except OSError:
+        pass
+    return {n for n in (os.cpu_count(), usable_cpus(), len(cores)) if n}
+
+
+def ensure() -> None:
+    """The CPU policy for a library entry point that runs the encoder: a no-op where the process configured torch
+    itself (see the module's docstring); else the policy's thread count, re-matched to the idle CPUs at every call
+    where torch was imported first (threads spin long)."""
+    if _configured is not None or _lazy.get("left"):
+        return
+    import torch
+
+    current = torch.get_num_threads()
+    if "applied" not in _lazy:  # the first call: has the program chosen?
+        if os.environ.get(ENV, "").strip():
+            configure()  # singerid's own variable: an explicit count, applied once
+            return
+        chose = any(os.environ.get(k, "").strip() for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+        if chose or current not in torch_default_threads():
+            _lazy["left"] = True
+            return
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # settable once, before any inter-op work: keep what is there
+            pass
+    elif current != _lazy["applied"]:  # torch.set_num_threads called since: the program's choice from now on
+        _lazy["left"] = True
+        return
+    n = choose_threads()
+    if n != current:
+        torch.set_num_threads(n)
+        log.debug("torch threads: %d (library entry point)", n)
+    _lazy["applied"] = n
 
 
 def single_thread_worker(_worker_id: int | None = None) -> None:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .audio import WINDOW_SECONDS, AudioError, cut_windows, load_audio, window_starts
 from .audio.prepare import Preprocess, prepare
+from .cpu import ensure as ensure_cpu_policy
 from .cpu import single_thread_worker
 from .voiced import MAX_WINDOWS, track_audio
 
@@ -110,6 +111,7 @@ class ModelEmbedder:
 
 def load_embedder(backend: str | None = None, checkpoint: str | None = None, device: str = "cpu") -> ModelEmbedder:
     """A checkpoint when given, else a preset with pretrained weights by name (`voice`), else the project's default."""
+    ensure_cpu_policy()
     if checkpoint:
         return ModelEmbedder.from_checkpoint(checkpoint, device)
     from .models import create_model, get_config, list_models
@@ -203,6 +205,7 @@ def iter_track_embeddings(
     Unreadable files come back with `error` set (they never abort the run). With `also_separated` (a separator), the
     track embedding is `two_view_track` of the file as read and of its separated vocal (the windows and `query_track`:
     as read)."""
+    ensure_cpu_policy()
     starts = starts if starts is not None else [None] * len(paths)
     loader = DataLoader(_Decoded(list(paths), embedder.sample_rate), batch_size=None, num_workers=workers,
                         prefetch_factor=4 if workers else None, worker_init_fn=single_thread_worker if workers else None)

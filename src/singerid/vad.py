@@ -1,11 +1,10 @@
-"""Vocal activity per window, and the paper's track filters.
+"""Vocal activity per window: what `voiced.py` decides a track's vocal windows from.
 
-(a) `energy_activity`: from a vocal stem (given or separated) relative to its mixture — a window is vocal when the
-    stem is loud enough in absolute terms and relative to the mixture.
-(b) `VocalActivityModel`: windows of mixtures, no separation: a small head on a frozen pretrained music tagger,
-    trained by `singerid train-vad` (`vad_train`) from vocal stems mixed onto instrumentals. Installed in
-    `$SINGERID_HOME/vad`, it chooses the windows of audio that is neither a stem nor separated (`installed_vad`).
-Filters: tracks ≥ 75 % vocal windows for training, ≥ 50 % for evaluation sets, singers with ≥ 2 tracks.
+(a) `energy_activity` / `window_activity`: from a vocal stem (given or separated) relative to its mixture — a window
+    is vocal when the stem is loud enough in absolute terms and relative to the mixture.
+(b) `VocalActivityModel`: P(vocals) of windows of mixtures, no separation: a small head on a frozen pretrained music
+    tagger, trained by `singerid train-vad` (`vad_train`) from vocal stems mixed onto instrumentals. Installed in
+    `$SINGERID_HOME/vad` (`installed_vad`), it scores the windows of audio that is neither a stem nor separated.
 """
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -56,13 +54,6 @@ def window_activity(vocals: np.ndarray, mixture: np.ndarray, peak: float,
     v_db = _db(np.mean((vocals / scale) ** 2, axis=1))
     ratio = v_db - _db(np.mean((mixture / scale) ** 2, axis=1))
     return (v_db > cfg.min_level_db) & (ratio > cfg.min_ratio_db), ratio
-
-
-def vocal_windows(vocals: np.ndarray, mixture: np.ndarray | None, seconds: float, cfg: VadConfig = VadConfig()) -> list[float]:
-    """Starts of `seconds`-long windows with vocals (at least the most vocal one, so every track yields a window)."""
-    starts, flags, ratio = energy_activity(vocals, mixture, VadConfig(seconds, cfg.min_level_db, cfg.min_ratio_db))
-    keep = [s for s, f in zip(starts, flags) if f]
-    return keep or [starts[int(np.argmax(ratio))]]
 
 
 ENCODERS = ("musicnn", "voice")
@@ -186,13 +177,13 @@ class VocalActivityModel(nn.Module):
         w = cut_windows(wave, starts, self.cfg.window) / max(peak(wave), 1e-8)  # no scaled copy of a long track
         return starts, torch.sigmoid(self(torch.from_numpy(np.ascontiguousarray(w, np.float32)))).numpy()
 
-    def vocal_windows(self, wave: np.ndarray, seconds: float) -> list[float]:
-        """Starts of `seconds`-long windows whose `cfg.window`-s windows have mean P(vocals) > 0.5 (at least the
-        most vocal one, so every track yields a window)."""
+    def window_scores(self, wave: np.ndarray, seconds: float) -> tuple[list[float], np.ndarray]:
+        """Track [T] → (starts of its `seconds`-long windows, [N] the mean P(vocals) of the `cfg.window`-s windows
+        starting in each)."""
         s3, p = self.predict(wave)
         starts = window_starts(len(wave) / SAMPLE_RATE, seconds)
-        score = [float(np.mean([q for t, q in zip(s3, p) if s <= t < s + seconds] or [0.0])) for s in starts]
-        return [s for s, q in zip(starts, score) if q > 0.5] or [starts[int(np.argmax(score))]]
+        return starts, np.array([float(np.mean([q for t, q in zip(s3, p) if s <= t < s + seconds] or [0.0]))
+                                 for s in starts])
 
 
 FORMAT = "singerid-vad-2"
@@ -229,55 +220,3 @@ def use_vad(folder: str | os.PathLike) -> VocalActivityModel:
         raise FileNotFoundError(f"{folder}: no vocal-activity model (vad.json) there")
     _INSTALLED[str(vad_folder().resolve())] = model
     return model
-
-
-@dataclass
-class TrackFilter:
-    """The paper's filters: training tracks ≥ 75 % vocal, evaluation ≥ 50 %, singers with ≥ min_tracks tracks."""
-
-    min_vocal_fraction: float = 0.75
-    min_tracks: int = 2
-
-    def apply(self, tracks: pd.DataFrame, vocal_fraction: dict[str, float]) -> pd.DataFrame:
-        keep = tracks[[vocal_fraction.get(p, 0.0) >= self.min_vocal_fraction for p in tracks["path"]]]
-        counts = keep.groupby("singer")["path"].transform("count")
-        out = keep[counts >= self.min_tracks]
-        log.info("filter %s: %d of %d tracks kept", asdict(self), len(out), len(tracks))
-        return out
-
-
-def annotate_vocals(tracks: pd.DataFrame, separator=None, model: VocalActivityModel | None = None,
-                    window: float = 3.0, seg: float = 6.0) -> pd.DataFrame:
-    """Add `vocal_fraction` (share of `window`-s windows with vocals) and `vocal_segs` (starts of `seg`-s windows with
-    vocals) to a tracks table. Sources, best first: the given vocal stem, a vocal-activity model, separation."""
-    from tqdm.auto import tqdm
-
-    from .audio import AudioError, load_audio
-
-    fracs, segs = [], []
-    for _, r in tqdm(tracks.iterrows(), total=len(tracks), desc="vocal activity", disable=None, unit="track"):
-        try:
-            mix = load_audio(r["path"])
-            stem = r["path"] if r.get("stem") == "vocals" else (r.get("vocals_path") or None)
-            if stem:
-                voc = mix if stem == r["path"] else load_audio(stem)
-                _, flags, _ = energy_activity(voc, None if stem == r["path"] else mix, VadConfig(window))
-                seg_starts = vocal_windows(voc, None if stem == r["path"] else mix, seg)
-            elif model is not None:
-                s3, p = model.predict(mix)
-                flags = p > 0.5
-                seg_starts = [s for s in window_starts(len(mix) / SAMPLE_RATE, seg)
-                              if np.mean([q for t, q in zip(s3, p) if s <= t < s + seg] or [0.0]) > 0.5]
-            elif separator is not None:
-                voc = separator.separate(mix)["vocals"]
-                _, flags, _ = energy_activity(voc, mix, VadConfig(window))
-                seg_starts = vocal_windows(voc, mix, seg)
-            else:
-                raise ValueError("vocal activity needs a vocal stem, a vocal-activity model or a separator")
-            fracs.append(float(np.mean(flags)))
-            segs.append(json.dumps([float(s) for s in seg_starts]))
-        except AudioError as e:
-            log.warning("skipped %s", e)
-            fracs.append(0.0)
-            segs.append("")
-    return tracks.assign(vocal_fraction=fracs, vocal_segs=segs)

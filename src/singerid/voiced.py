@@ -3,19 +3,28 @@
     16 kHz wave ──[separate only what is needed]──▶ vocal stem ──vocal activity──▶ 6-s vocal windows + voiced audio
 
 `track_audio` gives the 6-s windows (per-window evidence, heads) and the voiced audio that a track-level embedding
-reads (the embedder prepares it as its model's preset declares: `audio.prepare`). A long track is not separated whole: at most `budget` windows spread
-over it are separated, each with a little context (`Separator.separate_windows`). Audio that is neither separated
-nor known to be a stem has its windows chosen by the installed vocal-activity model (`vad.installed_vad`), or by
-energy alone when none is installed.
+reads (the embedder prepares it as its model's preset declares: `audio.prepare`). A long track is not separated
+whole: at most `budget` windows spread over it are separated, each with a little context
+(`Separator.separate_windows`). This module decides which windows are vocal (`vocal_windows`); `vad.py` supplies the
+activity of each window: the energy of a vocal stem, or, for audio that is neither separated nor known to be a stem,
+the installed vocal-activity model's P(vocals) (`vad.installed_vad`; energy alone when none is installed).
+`annotate_vocals` and `TrackFilter` write the same decision into a tracks table (the paper's filters: tracks ≥ 75 %
+vocal windows for training, ≥ 50 % for evaluation sets, singers with ≥ 2 tracks).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import logging
+from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
 
-from .audio import WINDOW_SECONDS, cut_windows, load_audio, peak, peak_normalise, window_starts
-from .vad import VocalActivityModel, installed_vad, vocal_windows, window_activity
+from .audio import WINDOW_SECONDS, AudioError, cut_windows, load_audio, peak, peak_normalise, window_starts
+from .vad import VadConfig, VocalActivityModel, energy_activity, installed_vad, window_activity
+
+log = logging.getLogger(__name__)
 
 MAX_WINDOWS = 10  # window budget per track: at most this many 6-s windows, spread over it (60 s of voice)
 CLEAN_DB = -15.0  # what separation removed, relative to the input, below which the input was a clean vocal already
@@ -34,6 +43,20 @@ def resolve_vad(vad, separator=None) -> VocalActivityModel | None:
     if separator is not None or vad is None:
         return None
     return installed_vad() if isinstance(vad, str) and vad == "auto" else vad
+
+
+def vocal_windows(stem: np.ndarray, mixture: np.ndarray | None, seconds: float,
+                  model: VocalActivityModel | None = None, at_least_one: bool = True) -> list[float]:
+    """Starts of the `seconds`-long windows of a track that hold vocals: P(vocals) > 0.5 by the vocal-activity
+    `model` reading `stem` (audio neither separated nor a stem), else the energy of the vocal `stem` (relative to its
+    `mixture` when given). `at_least_one`: the most vocal window when none is, so every track yields a window."""
+    if model is not None:
+        starts, score = model.window_scores(stem, seconds)
+        flags = score > 0.5
+    else:
+        starts, flags, score = energy_activity(stem, mixture, VadConfig(window=seconds))
+    keep = [s for s, f in zip(starts, flags) if f]
+    return keep or ([starts[int(np.argmax(score))]] if at_least_one else [])
 
 
 @dataclass
@@ -109,10 +132,7 @@ def track_audio(
         if mixture is not None and was_clean(mixture, stem):
             mixture, stem, separated = None, wave, False
         model = resolve_vad(vad, separator) if vocal_only else None
-        if model is not None:
-            found = model.vocal_windows(wave, seconds)
-        else:
-            found = vocal_windows(stem, mixture, seconds) if vocal_only else window_starts(duration, seconds)
+        found = vocal_windows(stem, mixture, seconds, model) if vocal_only else window_starts(duration, seconds)
         starts = spread(found, budget)
         windows = cut_windows(stem, starts, seconds, sample_rate)
         kept_all = model is not None and len(found) == len(window_starts(duration, seconds))
@@ -124,3 +144,49 @@ def file_audio(path: str, sample_rate: int = 16000, seconds: float = WINDOW_SECO
                separator=None, vocal_only: bool = True, budget: int | None = MAX_WINDOWS, vad="auto") -> TrackAudio:
     """Decode a file → `track_audio` of it."""
     return track_audio(load_audio(path, sample_rate), seconds, starts, separator, vocal_only, sample_rate, budget, vad)
+
+
+@dataclass
+class TrackFilter:
+    """The paper's filters: training tracks ≥ 75 % vocal, evaluation ≥ 50 %, singers with ≥ min_tracks tracks."""
+
+    min_vocal_fraction: float = 0.75
+    min_tracks: int = 2
+
+    def apply(self, tracks: pd.DataFrame, vocal_fraction: dict[str, float]) -> pd.DataFrame:
+        keep = tracks[[vocal_fraction.get(p, 0.0) >= self.min_vocal_fraction for p in tracks["path"]]]
+        counts = keep.groupby("singer")["path"].transform("count")
+        out = keep[counts >= self.min_tracks]
+        log.info("filter %s: %d of %d tracks kept", asdict(self), len(out), len(tracks))
+        return out
+
+
+def annotate_vocals(tracks: pd.DataFrame, separator=None, model: VocalActivityModel | None = None,
+                    window: float = 3.0, seg: float = 6.0) -> pd.DataFrame:
+    """Add `vocal_fraction` (share of `window`-s windows with vocals) and `vocal_segs` (starts of `seg`-s windows with
+    vocals) to a tracks table. Sources, best first: the given vocal stem, a vocal-activity model, separation."""
+    fracs, segs = [], []
+    for _, r in tqdm(tracks.iterrows(), total=len(tracks), desc="vocal activity", disable=None, unit="track"):
+        try:
+            mix = load_audio(r["path"])
+            stem = r["path"] if r.get("stem") == "vocals" else (r.get("vocals_path") or None)
+            if stem:
+                voc, of = (mix, None) if stem == r["path"] else (load_audio(stem), mix)
+                _, flags, _ = energy_activity(voc, of, VadConfig(window))
+                seg_starts = vocal_windows(voc, of, seg)
+            elif model is not None:
+                flags = model.predict(mix)[1] > 0.5
+                seg_starts = vocal_windows(mix, None, seg, model, at_least_one=False)
+            elif separator is not None:
+                voc = separator.separate(mix)["vocals"]
+                _, flags, _ = energy_activity(voc, mix, VadConfig(window))
+                seg_starts = vocal_windows(voc, mix, seg)
+            else:
+                raise ValueError("vocal activity needs a vocal stem, a vocal-activity model or a separator")
+            fracs.append(float(np.mean(flags)))
+            segs.append(json.dumps([float(s) for s in seg_starts]))
+        except AudioError as e:
+            log.warning("skipped %s", e)
+            fracs.append(0.0)
+            segs.append("")
+    return tracks.assign(vocal_fraction=fracs, vocal_segs=segs)

@@ -19,6 +19,7 @@ import pandas as pd
 from .. import CAVEAT
 from ..progress import log_progress
 from ..audio import load_audio
+from ..cpu import ensure as ensure_cpu_policy
 from ..data.manifest import readable_rows
 from ..embed import iter_track_embeddings
 from ..synthetic import NOT_INSTALLED, installed_detector
@@ -345,6 +346,7 @@ class Catalogue:
         return self.identify_wave(load_audio(path), top, neighbours, str(path))
 
     def identify_wave(self, wave: np.ndarray, top: int = 5, neighbours: int = 5, path: str = "") -> dict:
+        ensure_cpu_policy()
         names, norm = self.enrolment()
         if not names:
             raise ValueError(f"{self.folder}: the catalogue is empty: enrol singers first")

@@ -45,9 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-schedule", choices=["plateau", "cosine"],
                    help="plateau: rates cut when validation stalls (the paper's, default); cosine: every rate annealed "
                         "to 0 over the run's steps (--max-epochs × --epoch-steps, or --max-steps)")
-    t.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
-                   help="keep an exponential moving average of the weights (e.g. 0.99: about the last 100 steps); it "
-                        "is what validation scores and checkpoints hold (default: 0, off)")
     t.add_argument("--ckpt-every", type=int, help="also checkpoint every N steps")
     t.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers")
     t.add_argument("--seed", type=int, default=0, help="random seed")
@@ -85,62 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "the student starts from its weights and shares its embedding space")
     t.add_argument("--vda", type=float, nargs=2, default=(-6.0, 12.0), metavar=("LO", "HI"),
                    help="distill: vocal-to-accompaniment ratio range of the mixtures, dB")
-    t.add_argument("--distill-loss", choices=["cosine", "mse", "both"], default="cosine",
-                   help="distill: distance to the teacher's embeddings")
     t.add_argument("--distill-nce", type=float, default=1.0, metavar="WEIGHT",
                    help="distill: weight of the contrastive term (each mixture unit nearer its own clean vocal's "
                         "teacher embedding than the batch's others; 0: off)")
-    t.add_argument("--distill-gaps", choices=["mean", "skip"], default="mean",
-                   help="distill: 1.6-s units without voice are taught the teacher's mean voice embedding, or skipped")
-    t.add_argument("--distill-contrastive", type=float, default=0.0, metavar="WEIGHT",
-                   help="distill: weight of the singer-level NT-Xent on the student's mixtures (0: off)")
     t.add_argument("--distill-clean", type=float, default=0.2, metavar="SHARE",
                    help="distill: share of training examples left without accompaniment, so the student keeps "
                         "reading clean vocals as its teacher does (0: every example is a mixture)")
-    t.add_argument("--distill-space", choices=["embedding", "backend"], default="embedding",
-                   help="distill: compare the voiced units in the embedding space, or after the teacher's scoring "
-                        "backend (centring + WCCN: the space identification scores in; the teacher needs one)")
     t.add_argument("--distill-stretch", type=float, nargs=2, metavar=("LO", "HI"),
                    help="distill: each instrumental window resampled by a random factor in [LO, HI] (new keys and "
                         "tempi; e.g. 0.8 1.25; default: off)")
-    t.add_argument("--distill-target", choices=["clean", "separated"], default="clean",
-                   help="distill: what the teacher reads, the clean vocal (default) or the student's mixture through "
-                        "spleeter (the student then learns the separation pipeline's reading; needs spleeter's "
-                        "weights, ~1.3 s more per CPU step of 16 windows)")
-    t.add_argument("--distill-layered", type=float, default=0.0, metavar="SHARE",
-                   help="distill: share of accompaniments made of two instrumentals, the second 0-12 dB under the "
-                        "first (band textures none of the instrumentals has alone; default 0: off)")
-    t.add_argument("--distill-real", type=float, metavar="SHARE",
-                   help="distill: share of the vocal windows drawn from real voices' stems, the rest from the "
-                        "table's clones (kind=cloned), each file in proportion to its length within its kind "
-                        "(default: every file in proportion to its length)")
-    t.add_argument("--distill-vocal-stretch", type=float, nargs=2, metavar=("LO", "HI"),
-                   help="distill: each vocal window resampled by a random factor in [LO, HI], heard so by teacher and "
-                        "student (voices of other pitches and timbres than the training singers'; e.g. 0.85 1.2; "
-                        "default: off)")
-    t.add_argument("--distill-bank", type=int, default=0, metavar="N",
-                   help="distill: keep the teacher's last N voiced clean-vocal units; each mixture unit's similarities "
-                        "to them must match its clean vocal's (a softmax KL, weight 1): the student ranks the other "
-                        "voices as the teacher does (e.g. 2048; default: 0, off)")
-    t.add_argument("--distill-frames", type=float, default=0.0, metavar="W",
-                   help="distill: weight of a frame-level term: the student's top LSTM layer must match the teacher's "
-                        "at every frame of each voiced 1.6-s unit (1 - cos; GE2E students; e.g. 1; default: 0, off)")
-    t.add_argument("--distill-vocals", metavar="TABLE_OR_DIR", action="append",
-                   help="distill: more vocal stems for the label-free terms, beside the table's (a tracks table's "
-                        "vocal stems, or a folder of audio files, e.g. `singerid separate RELEASES --stems vocals`; "
-                        "repeat to pool several; no singer labels needed)")
-    t.add_argument("--distill-prenet", type=int, default=0, metavar="C",
-                   help="distill (GE2E students): add a learned gain per mel band and frame, read from the STFT by C "
-                        "channels of dilated convolutions, in front of the LSTM; it starts as the identity "
-                        "(default: 0, none)")
-    t.add_argument("--distill-input", choices=("mel", "stft"), default="mel",
-                   help="distill (GE2E students): what the student's LSTM reads: the 40-band mel, as its teacher "
-                        "(default), or the 201-bin STFT power the mel is made from; `stft` starts exactly as the "
-                        "teacher (its first layer mapped through the filterbank) and can learn finer spectral detail")
-    t.add_argument("--distill-fine", type=int, default=0, metavar="N",
-                   help="distill (GE2E students): beside the mel, let the student's LSTM read the log power of an "
-                        "N-sample STFT up to 4 kHz (e.g. 1024: 16-Hz bins that resolve a voice's harmonics), "
-                        "zero-initialised so that it starts as the teacher (default: 0, none)")
     t.add_argument("--val-instrumentals", type=int, default=0, metavar="N",
                    help="distill: hold N instrumentals out; the validation cosine to the teacher is measured on them "
                         "(0: on the training instrumentals)")
@@ -168,9 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--decision", choices=["track", "vote", "mean"], default="track",
                    help="track: score the track-level embedding (all 1.6-s partials of the voiced audio; default); "
                         "vote / mean: majority vote / mean of the 6-s window scores")
-    v.add_argument("--query-checkpoint", metavar="RUN",
-                   help="embed the queries with this model of the same embedding space (e.g. a distilled student on "
-                        "raw mixtures, its teacher enrolling through separation); default: the enrolment's model")
     topk_arg(v)
     backend_args(v)
     enrol_views_arg(v)

@@ -346,7 +346,8 @@ def cmd_serve(a) -> int:
 @command
 def cmd_filter_tracks(a) -> int:
     from ..data.manifest import load_tracks
-    from ..vad import TrackFilter, annotate_vocals, use_vad
+    from ..vad import use_vad
+    from ..voiced import TrackFilter, annotate_vocals
 
     tracks = load_tracks(a.manifest)
     model = use_vad(a.vad) if a.vad else None

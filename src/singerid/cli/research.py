@@ -22,17 +22,9 @@ def cmd_train(a) -> int:
         ckpt_every=a.ckpt_every, tensorboard=a.tensorboard, separate=a.separate,
         mix_instrumentals=a.mix_instrumentals, clones=a.clones,
         instrumentals=tuple(a.instrumentals) if a.instrumentals else None, scoring=a.scoring,
-        asnorm_k=a.asnorm_k, augment=_names(a.augment), freeze=_names(a.freeze), encoder_lr=a.encoder_lr, ema=a.ema, seconds=a.seconds,
-        teacher=a.teacher, vda=tuple(a.vda), distill_loss=a.distill_loss, distill_contrastive=a.distill_contrastive,
-        distill_nce=a.distill_nce, distill_gaps=a.distill_gaps, distill_clean=a.distill_clean,
-        distill_stretch=tuple(a.distill_stretch) if a.distill_stretch else None, distill_space=a.distill_space,
-        distill_vocal_stretch=tuple(a.distill_vocal_stretch) if a.distill_vocal_stretch else None,
-        distill_layered=a.distill_layered, distill_real=a.distill_real, distill_target=a.distill_target,
-        distill_prenet=a.distill_prenet,
-        distill_input=a.distill_input,
-        distill_fine=a.distill_fine,
-        distill_vocals=tuple(a.distill_vocals) if a.distill_vocals else None,
-        distill_bank=a.distill_bank, distill_frames=a.distill_frames,
+        asnorm_k=a.asnorm_k, augment=_names(a.augment), freeze=_names(a.freeze), encoder_lr=a.encoder_lr,
+        seconds=a.seconds, teacher=a.teacher, vda=tuple(a.vda), distill_nce=a.distill_nce,
+        distill_clean=a.distill_clean, distill_stretch=tuple(a.distill_stretch) if a.distill_stretch else None,
         val_instrumentals=a.val_instrumentals,
     )
     out = train(cfg)
@@ -51,7 +43,8 @@ def cmd_fit_scoring(a) -> int:
     from ..embed import load_embedder
     from ..models import save_model
     from ..models.checkpoint import read_config
-    from ..train.recipe import fit_backend, instrumental_table, remix_separator
+    from ..scoring import fit_backend, remix_separator
+    from ..train.recipe import instrumental_table
 
     if a.remixes < 1:
         raise ValueError(f"--remixes must be at least 1, got {a.remixes}")
@@ -75,7 +68,8 @@ def cmd_fit_scoring(a) -> int:
 
 @command
 def cmd_average(a) -> int:
-    from ..models.checkpoint import average_checkpoints, read_config
+    from ..models.average import average_checkpoints
+    from ..models.checkpoint import read_config
 
     folder = average_checkpoints(a.checkpoints, a.out, a.weights)
     backend = "its scoring backend" if read_config(folder).get("backend") else "no scoring backend (fit-scoring next)"
@@ -129,17 +123,14 @@ def cmd_evaluate(a) -> int:
 
     emb, sep = load_embedder(a.backend, a.checkpoint, a.device), _separator(a)
     also = second_view(emb, a.enrol_views, a.separate, a.device, None if a.cache == "none" else home() / "separated")
-    q_emb = load_embedder(None, a.query_checkpoint, a.device) if a.query_checkpoint else None
-    q_sep = None if q_emb is None or q_emb.reads_mixtures else sep  # a student reads the raw mixture
     r = evaluate(load_table(a.enroll, a), load_table(a.query, a), emb, a.method, a.decision, _cache_dir(a), a.workers,
                  a.seed, separator=sep, auto=a.separate in ("auto", "given"), topk_compat=a.topk_compat,
-                 query_embedder=q_emb, query_separator=q_sep, enrol_separated=also,
+                 enrol_separated=also,
                  score_norm=SelfNormConfig.named(a.score_norm))
     with open(a.json, "w") as fh:
         json.dump(r, fh, indent=1)
-    queried = f", queries by {r['query_backend']} (separation {r['query_separation']})" if q_emb else ""
     views = ", enrolled raw and separated" if also is not None else ""
-    print(f"{r['backend']} {r['method']}/{r['decision']}, separation {r['separation']}{views}{queried}: top-1 {100 * r['top1']:.1f} %, top-5 {100 * r['top5']:.1f} % "
+    print(f"{r['backend']} {r['method']}/{r['decision']}, separation {r['separation']}{views}: top-1 {100 * r['top1']:.1f} %, top-5 {100 * r['top5']:.1f} % "
           f"on {r['n']} queries, {r['singers']} singers" + (f", {r['n_errors']} unreadable" if r["n_errors"] else ""))
     return 0
 

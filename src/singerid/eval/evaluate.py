@@ -14,6 +14,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from ..cpu import ensure as ensure_cpu_policy
 from ..data.manifest import singers_of
 from ..embed import Embedder
 from ..models.selfnorm import DEFAULT_SCORE_NORM, SelfNormConfig
@@ -98,19 +99,15 @@ def embed_table(embedder: Embedder, tracks: pd.DataFrame, cache_dir=None, worker
 def evaluate(
     enrol: pd.DataFrame, query: pd.DataFrame, embedder: Embedder, method: str = "centroid", decision: str = "track",
     cache_dir=None, workers: int = 2, seed: int = 0, k: int = 5, separator=None, auto: bool = True,
-    topk_compat: str = "ours", query_embedder: Embedder | None = None, query_separator=None, enrol_separated=None,
+    topk_compat: str = "ours", enrol_separated=None,
     score_norm: SelfNormConfig | None = SelfNormConfig.named(DEFAULT_SCORE_NORM),
 ) -> dict:
-    """Enrol `enrol`'s tracks, classify `query`'s. `query_embedder` (with `query_separator` in front of it): embed
-    the queries with another model of the same embedding space, as a catalogue enrolled by a teacher through
-    separation is queried by its distilled student on raw mixtures. `enrol_separated` (a separator, from
-    `embed.second_view`): each enrolment track also read through it, the two track embeddings averaged.
+    """Enrol `enrol`'s tracks, classify `query`'s, both with `embedder` (`separator` in front). `enrol_separated` (a
+    separator, from `embed.second_view`): each enrolment track also read through it, the two track embeddings averaged.
     `score_norm`: centroid scores normalised by the enrolment's own statistics, as a catalogue scores (None: off)."""
     if topk_compat not in TOPK_COMPAT:
         raise ValueError(f"topk_compat must be one of {TOPK_COMPAT}")
-    if query_embedder is not None and query_embedder.space != embedder.space:
-        raise ValueError(f"the query model's embedding space ({query_embedder.space}) is not the enrolment model's "
-                         f"({embedder.space}): their embeddings cannot be compared")
+    ensure_cpu_policy()
     several = [len(singers_of(s)) > 1 for s in enrol["singer"]]
     if any(several):
         log.warning("%d enrolment row(s) naming several singers skipped: enrol each singer's own tracks", sum(several))
@@ -134,9 +131,7 @@ def evaluate(
     clf = fit_classifier([ew[i] for i in ok], [idx[enrol["singer"].iloc[i]] for i in ok], len(singers), method, seed,
                          HeadConfig(seed=seed, raw_input=reads_raw(embedder)), songs, getattr(embedder, "backend", None),
                          score_norm)
-    if query_embedder is None:
-        query_embedder, query_separator = embedder, separator
-    qw = embed_table(query_embedder, query, cache_dir, workers, query_separator, auto)
+    qw = embed_table(embedder, query, cache_dir, workers, separator, auto)
     queries, top1, topk = [], 0, 0
     if decision == "track":
         qw = as_tracks(qw)
@@ -158,8 +153,8 @@ def evaluate(
         "top1": top1 / n if n else 0.0, "top5": topk / n if n else 0.0, "n": n, "method": method, "decision": decision,
         "backend": embedder.name, "separation": separator.name if separator is not None else "none",
         "enrol_views": "mixture+separated" if enrol_separated is not None else "one",
-        "query_backend": query_embedder.name,
-        "query_separation": query_separator.name if query_separator is not None else "none",
+        "query_backend": embedder.name,  # kept for readers of earlier results (queries had their own model once)
+        "query_separation": separator.name if separator is not None else "none",
         "singers": len(singers),
         "score_norm": _norm_summary(clf),
         "n_errors": sum("error" in q for q in queries),

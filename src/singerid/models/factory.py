@@ -5,6 +5,7 @@ import copy
 import json
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -54,6 +55,13 @@ def get_config(name: str) -> ModelConfig:
     return ModelConfig.from_dict(json.loads(path.read_text()))
 
 
+def load_config(spec: str) -> ModelConfig:
+    """A preset name (`get_config`) or a JSON file holding a model config."""
+    if spec.endswith(".json") and Path(spec).is_file():
+        return ModelConfig.from_dict(json.loads(Path(spec).read_text()))
+    return get_config(spec)
+
+
 ARCHITECTURES = ("ast", "ge2e")
 
 
@@ -72,10 +80,14 @@ class SingerModel(nn.Module):
             self.frontend = LogMel(mel)
             self.encoder = ASTEncoder(n_mels=mel.n_mels, n_frames=mel.n_frames, **cfg.encoder)
         else:
-            from .ge2e import GE2EEncoder
+            from .ge2e import REMOVED, GE2EEncoder
 
+            used = [REMOVED[k] for k, v in cfg.encoder.items() if k in REMOVED and v not in (0, "mel", None)]
+            if used:
+                raise ValueError(f"model {cfg.name!r} uses {', '.join(used)}, removed from singerid after commit "
+                                 "c20fdcd (it measured no gain): load it with that version")
             self.frontend = nn.Identity()
-            self.encoder = GE2EEncoder(**cfg.encoder)
+            self.encoder = GE2EEncoder(**{k: v for k, v in cfg.encoder.items() if k not in REMOVED})
         if cfg.projector[0] != cfg.embed_dim:
             raise ValueError(f"projector input {cfg.projector[0]} != embed_dim {cfg.embed_dim}")
         if cfg.head_input not in ("l2", "raw"):
@@ -109,11 +121,9 @@ def create_model(name_or_cfg: str | ModelConfig | dict, seed: int | None = None)
         torch.manual_seed(seed)
     model = SingerModel(cfg)
     if cfg.pretrained:
-        from .ge2e import input_state, pretrained_state
+        from .ge2e import pretrained_state
 
-        state = input_state(pretrained_state(cfg.pretrained), model.encoder.input, model.encoder.fine)
-        missing, unexpected = model.encoder.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("prenet.")]  # a pre-net is never pretrained
+        missing, unexpected = model.encoder.load_state_dict(pretrained_state(cfg.pretrained), strict=False)
         if missing or unexpected:
             raise RuntimeError(f"pretrained {cfg.pretrained!r} weights do not fit: missing {missing}, unexpected {unexpected}")
     return model

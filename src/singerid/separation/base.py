@@ -54,11 +54,6 @@ class Separator:
             res[k] = _fit(y, len(wave))
         return res
 
-    def vocals_batch(self, waves: np.ndarray) -> np.ndarray:
-        """[B, N] short 16-kHz clips → [B, N] their separated vocals (one chunk each, not cached): what a distilled
-        student's teacher reads with `--distill-target separated`."""
-        return np.stack([self._run(w, ("vocals",))["vocals"] for w in waves]) if len(waves) else np.asarray(waves)
-
     def separate_uncached(self, wave: np.ndarray) -> dict[str, np.ndarray]:
         """[N] → {"vocals": [N], "accompaniment": [N]}, in chunks of `chunk` s overlapping by `overlap` s."""
         n, c, o = len(wave), int(self.chunk * SAMPLE_RATE), int(self.overlap * SAMPLE_RATE)

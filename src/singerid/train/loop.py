@@ -7,12 +7,8 @@ folders under OUT/checkpoints, `OUT/latest.json` points at the newest, OUT/best 
 """
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
-import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,21 +22,15 @@ from ..cpu import single_thread_worker
 from ..data.manifest import load_tracks
 from ..data.pairs import PairBatches, build_sources, split_singers
 from ..losses import nt_xent
-from ..models import create_model, get_config, save_model
-from ..models.checkpoint import load_weights, write_json_atomic
+from ..models import create_model
+from ..models.factory import load_config
 from . import dist
-from .recipe import (
-    WeightAverage,
-    fit_run_backend,
-    instrumental_table,
-    lr_scheduler,
-    make_augmenter,
-    param_groups,
-    scheduler_step,
-)
-from .state import load_train_state, train_state_writer
+from .recipe import fit_run_backend, instrumental_table, lr_scheduler, make_augmenter, param_groups, scheduler_step
+from .state import RunLog, resume_run, save_checkpoint
 
 log = logging.getLogger(__name__)
+
+LOG_FIELDS = ["step", "epoch", "split", "loss", "pair_accuracy", "lr", "seconds"]
 
 
 @dataclass
@@ -77,81 +67,26 @@ class TrainConfig:
     instrumentals: str | tuple[str, ...] | None = None  # tables / folders of instrumentals (default: the table's)
     freeze: tuple[str, ...] | None = None  # fnmatch patterns of parameter names kept frozen, e.g. "encoder.lstm.*_l0"
     encoder_lr: float | None = None  # learning rate of encoder.* parameters (default: lr)
-    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved (0: off)
     scoring: str | None = None  # backend fitted on the training table at the end: wccn | lda | center | none (| teacher)
     asnorm_k: int = 10  # the scoring backend's AS-norm: top-k cohort scores (0: cosine scores)
     seconds: float | None = None  # length of a training view (default 6 s, the paper's segment)
     # mode "distill" (train/distill.py): a mixture-reading student taught by a frozen teacher's clean-vocal embeddings
     teacher: str | None = None  # a trained run / checkpoint, or a pretrained preset (voice)
     vda: tuple[float, float] = (-6.0, 12.0)  # vocal-to-accompaniment ratio range of the mixtures, dB
-    distill_loss: str = "cosine"  # cosine | mse | both
     distill_nce: float = 1.0  # weight of the contrastive distillation term (own teacher unit vs the batch's others)
-    distill_gaps: str = "mean"  # units without voice: taught the teacher's mean voice ("mean") or not scored ("skip")
-    distill_contrastive: float = 0.0  # weight of the singer-level NT-Xent on the student's mixtures (0: off)
     distill_clean: float = 0.2  # share of training examples with no accompaniment (the clean vocal itself)
     distill_stretch: tuple[float, float] | None = None  # instrumentals resampled by a factor in this range (None: off)
-    distill_vocal_stretch: tuple[float, float] | None = None  # vocals resampled so (new voices; None: off)
-    distill_target: str = "clean"  # what the teacher reads: the clean vocal, or the mixture through spleeter
-    distill_layered: float = 0.0  # share of accompaniments made of two instrumentals, one 0–12 dB under the other
-    distill_real: float | None = None  # share of vocal windows drawn from real (not cloned) stems (None: by length)
-    distill_bank: int = 0  # teacher units kept from earlier batches for the neighbourhood term (0: off)
-    distill_frames: float = 0.0  # weight of the frame-level term: the top LSTM layer's outputs of voiced units (0: off)
-    distill_vocals: tuple[str, ...] | None = None  # more vocal stems (tables / folders) for the label-free terms
-    distill_prenet: int = 0  # channels of a zero-initialised mel gate added in front of the student (0: none)
-    distill_input: str = "mel"  # what a GE2E student's LSTM reads: the 40-band mel (as its teacher) or the STFT
-    distill_fine: int = 0  # window (samples) of a fine STFT view added beside a GE2E student's input (0: none)
-    distill_space: str = "embedding"  # embedding | backend: voiced units compared after the teacher's scoring backend
     val_instrumentals: int = 0  # instrumentals held out for the validation cosine (0: validate on the training ones)
 
     def resolved(self) -> "TrainConfig":
         """Fill the None training settings from the model preset, then the paper's defaults."""
-        preset = _model_config(self.model).train
+        preset = load_config(self.model).train
         fills = {k: preset[k] for k in preset if getattr(self, k, 0) is None}
         cfg = dataclasses.replace(self, **fills)
         paper = {"clones": False, "augment": (), "augment_prob": 0.5, "freeze": (), "scoring": "none", "seconds": 6.0,
                  "lr_schedule": "plateau"}
         cfg = dataclasses.replace(cfg, **{k: v for k, v in paper.items() if getattr(cfg, k) is None})
         return dataclasses.replace(cfg, augment=tuple(cfg.augment), freeze=tuple(cfg.freeze))
-
-
-def _model_config(model: str):
-    if model.endswith(".json") and Path(model).is_file():
-        from ..models import ModelConfig
-
-        return ModelConfig.from_dict(json.loads(Path(model).read_text()))
-    return get_config(model)
-
-
-class RunLog:
-    """CSV (and optional TensorBoard) log of loss and learning rate; on resume, rows past the checkpoint are cut."""
-
-    FIELDS = ["step", "epoch", "split", "loss", "pair_accuracy", "lr", "seconds"]
-
-    def __init__(self, out: Path, resume_step: int | None, tensorboard: bool):
-        self.path = out / "log.csv"
-        rows = []
-        if resume_step is not None and self.path.exists():
-            with open(self.path) as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
-        with open(self.path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, self.FIELDS)
-            w.writeheader()
-            w.writerows(rows)
-        self.tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(out / "tensorboard"))
-            except ImportError:
-                log.warning("tensorboard not installed (pip install singerid[tensorboard]); CSV log only")
-
-    def write(self, **row) -> None:
-        with open(self.path, "a", newline="") as fh:
-            csv.DictWriter(fh, self.FIELDS).writerow(row)
-        if self.tb is not None:
-            self.tb.add_scalar(f"{row['split']}/loss", row["loss"], row["step"])
-            self.tb.add_scalar("lr", row["lr"], row["step"])
 
 
 def _loader(ds: PairBatches, start: int, workers: int) -> DataLoader:
@@ -194,7 +129,7 @@ def train(cfg: TrainConfig) -> Path:
                             cfg.mix_instrumentals, cfg.clones)
     train_s, val_s = split_singers(list(sources), tracks, cfg.val_fraction, cfg.seed)
     log.info("%s mode: %d training singers, %d validation singers", cfg.mode, len(train_s), len(val_s))
-    mcfg = _model_config(cfg.model)
+    mcfg = load_config(cfg.model)
     model = create_model(mcfg, seed=cfg.seed).to(ctx.device)
     sr = model.sample_rate
     total_steps = cfg.max_epochs * cfg.epoch_steps
@@ -206,36 +141,19 @@ def train(cfg: TrainConfig) -> Path:
     stop_at = min(total_steps, cfg.max_steps if cfg.max_steps is not None else total_steps)
     sched = lr_scheduler(opt, cfg, stop_at)
     counters = {"step": 0, "epoch": 0, "best_val": float("inf"), "bad_epochs": 0}
-    avg = WeightAverage(model, cfg.ema) if cfg.ema else None
     if cfg.resume and (out / "latest.json").exists():
-        folder = out / json.loads((out / "latest.json").read_text())["checkpoint"]
-        load_weights(model, folder / "model.safetensors")
-        avg = WeightAverage.resume(model, folder, cfg.ema) if cfg.ema else None
-        counters.update(load_train_state(folder, opt, sched))
-        log.info("resumed from %s at step %d", folder, counters["step"])
+        counters.update(resume_run(out, model, opt, sched))
     elif (out / "latest.json").exists() and ctx.is_main:
         raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-    runlog = RunLog(out, counters["step"] if cfg.resume else None, cfg.tensorboard) if ctx.is_main else None
+    runlog = RunLog(out, LOG_FIELDS, counters["step"] if cfg.resume else None, cfg.tensorboard) if ctx.is_main else None
     ddp_model = dist.wrap(model, ctx)
     meta = {"training": {**dataclasses.asdict(cfg), "singers_train": len(train_s), "singers_val": len(val_s)},
             "frontend": {"sample_rate": sr, "window_seconds": 6.0, "peak_normalise": True}}
 
-    averaged = (lambda: avg.applied(model)) if avg else contextlib.nullcontext  # what is validated and saved
-
     def checkpoint(best: bool = False) -> None:
-        if not ctx.is_main:
-            return
-        name = f"checkpoints/step_{counters['step']:08d}"
-        live = avg.live_writer(model) if avg else {}
-        with averaged():
-            save_model(out / name, model, meta, {**train_state_writer(opt, sched, counters), **live})
-            write_json_atomic(out / "latest.json", {"checkpoint": name, "step": counters["step"], "best": "best" if (out / "best").exists() or best else None})
-            if best:
-                save_model(out / "best", model, {**meta, "step": counters["step"], "val_loss": counters["best_val"]})
-                write_json_atomic(out / "latest.json", {"checkpoint": name, "step": counters["step"], "best": "best"})
-        olds = sorted((out / "checkpoints").glob("step_*"))[: -cfg.keep_checkpoints]
-        for o in olds:
-            shutil.rmtree(o, ignore_errors=True)
+        if ctx.is_main:
+            save_checkpoint(out, model, meta, opt, sched, counters, cfg.keep_checkpoints,
+                            {"val_loss": counters["best_val"]} if best else None)
 
     step = counters["step"]
     bar = tqdm(total=stop_at, initial=step, desc=f"train {cfg.mode}", disable=None if ctx.is_main else True, unit="step")
@@ -247,8 +165,6 @@ def train(cfg: TrainConfig) -> Path:
         opt.zero_grad(set_to_none=True)
         res["contrastive_loss"].backward()
         opt.step()
-        if avg:
-            avg.update()
         scheduler_step(sched)
         step = counters["step"] = step + 1
         lr = opt.param_groups[0]["lr"]
@@ -259,8 +175,7 @@ def train(cfg: TrainConfig) -> Path:
             runlog.write(step=step, epoch=counters["epoch"], split="train", loss=loss,
                          pair_accuracy=float(res["pair_accuracy"]), lr=lr, seconds=round(time.time() - t0, 2))
         if step % cfg.epoch_steps == 0:
-            with averaged():
-                v = validate(ddp_model, val_ds, cfg.temperature, ctx.device)
+            v = validate(ddp_model, val_ds, cfg.temperature, ctx.device)
             stopped = _end_epoch(v, cfg, opt, sched, counters, runlog, checkpoint, t0)
             saved_at = step
         elif cfg.ckpt_every and step % cfg.ckpt_every == 0:

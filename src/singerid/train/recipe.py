@@ -1,21 +1,17 @@
 """What adapts a pretrained encoder to singing and to clones, beside the contrastive loop: which parameters train and
-at which learning rate, the augmentations and the instrumentals they remix onto, and the scoring backend fitted on the
-training table once the model is trained (stored in the run's checkpoint)."""
+at which learning rate, the schedule, the augmentations and the instrumentals they remix onto, and the scoring backend
+fitted on the training table once the model is trained (`scoring.fit_backend`, stored in the run's checkpoint)."""
 from __future__ import annotations
 
 import fnmatch
 import logging
 import math
-from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
 
-from ..audio import AudioError, load_audio
-from ..data.manifest import load_tracks, singers_of, vocal_source
+from ..data.manifest import load_tracks
 
 log = logging.getLogger(__name__)
 
@@ -38,54 +34,6 @@ def param_groups(model, cfg) -> list[dict]:
     if enc:
         groups.append({"params": enc, "lr": cfg.encoder_lr})
     return [g for g in groups if g["params"]]
-
-
-class WeightAverage:
-    """Exponential moving average of a model's floating-point weights (Polyak averaging; `--ema DECAY`): after each
-    optimiser step, avg ← decay·avg + (1 − decay)·live. With a constant learning rate the live weights wander around a
-    basin; their average sits nearer its centre, at no extra training cost (for distilled students on the dev folds:
-    closer to the teacher, no P3 gain; docs/results.md). A run with one validates and saves the averaged weights
-    (`with avg.applied(model): ...`); its resumable checkpoints also keep the live ones (`live_weights.safetensors`)
-    so that training continues from where it was."""
-
-    LIVE = "live_weights.safetensors"
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"--ema: the decay must lie in (0, 1), e.g. 0.99, got {decay}")
-        self.decay = decay
-        state = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
-        self.avg = {k: v.detach().clone() for k, v in state.items()}
-        self._pairs = (list(self.avg.values()), [v.detach() for v in state.values()])  # live: the model's storage
-
-    @torch.no_grad()
-    def update(self) -> None:
-        """After an optimiser step (the live weights change in place, so the model is not passed again)."""
-        torch._foreach_lerp_(*self._pairs, 1.0 - self.decay)
-
-    @contextmanager
-    def applied(self, model: torch.nn.Module):
-        """The averaged weights in `model` for the block (validation, saving), the live ones back after it."""
-        live = {k: v.detach().clone() for k, v in model.state_dict().items() if k in self.avg}
-        model.load_state_dict(self.avg, strict=False)
-        try:
-            yield model
-        finally:
-            model.load_state_dict(live, strict=False)
-
-    def live_writer(self, model: torch.nn.Module) -> dict:
-        """{filename: writer(path)} for `save_model(files=...)`: the live weights, taken now (call outside `applied`)."""
-        live = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-        return {self.LIVE: lambda p: save_file(live, str(p))}
-
-    @classmethod
-    def resume(cls, model: torch.nn.Module, folder: Path, decay: float) -> "WeightAverage":
-        """`model` holds a checkpoint's saved (averaged) weights: they become the average, and the live weights
-        stored beside them (when the run had an average) go back into `model`."""
-        avg = cls(model, decay)
-        if (Path(folder) / cls.LIVE).exists():
-            model.load_state_dict(load_file(str(Path(folder) / cls.LIVE)))
-        return avg
 
 
 def lr_scheduler(opt: torch.optim.Optimizer, cfg, total_steps: int, mode: str = "min"):
@@ -146,109 +94,10 @@ def make_augmenter(cfg, instrumentals: pd.DataFrame):
         return None
     from ..augment import AugmentConfig, Augmenter
 
+    from ..scoring import decode_instrumentals
+
     waves = decode_instrumentals(instrumentals) if "remix" in cfg.augment else []
     return Augmenter(AugmentConfig(tuple(cfg.augment), cfg.augment_prob), waves)
-
-
-def decode_instrumentals(instrumentals: pd.DataFrame) -> list[np.ndarray]:
-    """The instrumental rows' audio (16 kHz), unreadable files skipped with a warning."""
-    waves = []
-    for path in instrumentals["path"]:
-        try:
-            waves.append(load_audio(path))
-        except AudioError as e:
-            log.warning("instrumental skipped: %s", e)
-    return waves
-
-
-def backend_rows(tracks: pd.DataFrame, clones: bool) -> pd.DataFrame:
-    """The singing rows a scoring backend is fitted on: real tracks (their vocal stem when given), and with `clones`
-    the clones labelled with the singer they imitate; rows naming several singers are left out."""
-    kinds = ["real", "cloned"] if clones else ["real"]
-    rows = tracks[tracks["kind"].isin(kinds) & tracks["stem"].isin(["vocals", "mixture"])]
-    rows = rows[rows["singer"].map(lambda s: len(singers_of(s)) == 1)]
-    return rows.assign(path=[vocal_source(r) or r["path"] for _, r in rows.iterrows()], stem="vocals")
-
-
-REMIX_DB = (-3.0, 6.0)  # vocal-to-accompaniment ratios of the backend's remixed views (the dev P3 mixes are at 0 dB)
-
-
-def remixed_embeddings(embedder, paths: list[str], instrumentals: list[np.ndarray], separators: list, seed: int = 0,
-                       progress: bool = True, remixes: int = 1) -> list[list[tuple[np.ndarray, np.ndarray] | None]]:
-    """Each vocal file remixed onto a random instrumental window (seeded, at REMIX_DB), as a release would reach the
-    pipeline, and read once per entry of `separators` (a separator, or None: the remix as it is) → per reading, per
-    file (window embeddings [N, D], track embedding [D]), None if unreadable; with `remixes` > 1, that many remixes
-    of each file onto different draws, file by file. Each remix is decoded and mixed once, whatever the readings."""
-    from tqdm.auto import tqdm
-
-    from ..augment.effects import remix
-    from ..voiced import track_audio
-
-    rng = np.random.default_rng([seed, 17])
-    out: list[list[tuple[np.ndarray, np.ndarray] | None]] = [[] for _ in separators]
-    for path in tqdm(paths, desc="remixed views", disable=None if progress else True, unit="track"):
-        try:
-            wave = load_audio(path, embedder.sample_rate)
-        except AudioError as e:
-            log.warning("skipped %s", e)
-            for views in out:
-                views += [None] * remixes
-            continue
-        for _ in range(remixes):
-            mix = remix(wave, rng, instrumentals, float(rng.uniform(*REMIX_DB))).astype(np.float32)
-            for views, sep in zip(out, separators):
-                audio = track_audio(mix, embedder.window_seconds, None, sep, sample_rate=embedder.sample_rate)
-                views.append((embedder.embed_windows(audio.windows), embedder.embed_track(audio.voiced)))
-    return out
-
-
-def fit_backend(embedder, tracks: pd.DataFrame, kind: str = "wccn", clones: bool = True, workers: int = 2,
-                progress: bool = True, instrumentals: pd.DataFrame | None = None, separator=None, asnorm_k: int = 10,
-                remixes: int = 1):
-    """Embed the table's singing rows (windows and track embeddings, before any backend) → a fitted ScoringBackend.
-    With `instrumentals` (rows with a path) and a `separator`, each row is also remixed onto them and separated
-    again, labelled with its singer: the backend then damps what remixing and separation change. A distilled student
-    (`reads_mixtures`) reads the remixes unseparated, as it reads queries; with a `separator` it reads them through it
-    as well (a two-view catalogue's second reading, `embed.second_view`), so the backend also damps what tells the
-    catalogue's readings from the queries'. `remixes`: remixed views per row (each onto another instrumental draw)."""
-    from ..eval.cache import embed_files
-    from ..models.backend import BackendConfig, ScoringBackend
-
-    rows = backend_rows(tracks, clones)
-    plain = type(embedder)(embedder.model, embedder.name, None, embedder.device)  # no backend on top
-    views = [(w.emb, w.track) if w.error is None and len(w.emb) and w.track is not None else None
-             for w in embed_files(plain, list(rows["path"]), None, workers=workers, progress=progress, vad=None)]
-    labels = list(rows["singer"])
-    student = getattr(embedder, "reads_mixtures", False)  # a distilled student reads the remix raw (and via `separator`)
-    remix = instrumentals is not None and (separator is not None or student)
-    waves = decode_instrumentals(instrumentals) if remix else []
-    readings = ([None] + ([separator] if separator is not None else [])) if student else [separator]
-    # a student's readings of the same remixes: raw, and separated
-    for read in remixed_embeddings(plain, list(rows["path"]), waves, readings, progress=progress,
-                                   remixes=remixes) if waves else []:
-        views += read
-        labels += [s for s in rows["singer"] for _ in range(remixes)]
-    x, y = [], []
-    for v, singer in zip(views, labels):
-        if v is not None:
-            x += [v[0], v[1][None]]
-            y += [singer] * (len(v[0]) + 1)
-    log.info("fitting a %s backend on %d embeddings of %d singers", kind, len(y), len(set(y)))
-    return ScoringBackend.fit(np.concatenate(x), np.array(y), BackendConfig(kind=kind, asnorm_k=asnorm_k))
-
-
-def remix_separator(embedder, views: str = "auto", separate: str = "spleeter", device: str | None = None):
-    """What a backend fit reads its remixes through besides (a student) or instead of (any other model) the remix as
-    it is: a distilled student's catalogue second view (`embed.second_view` of `views`, `separate`), the separator
-    `separate` for a model behind a separation front end; None for neither."""
-    from ..embed import second_view
-    from ..separation import load_separator
-    from ..weights import home
-
-    cache = home() / "separated"
-    if getattr(embedder, "reads_mixtures", False):
-        return second_view(embedder, views, separate, device or "cpu", cache)
-    return None if separate == "none" else load_separator(separate, device, cache)
 
 
 def fit_run_backend(out: Path, tracks: pd.DataFrame, cfg) -> None:
@@ -258,6 +107,7 @@ def fit_run_backend(out: Path, tracks: pd.DataFrame, cfg) -> None:
     from ..embed import ModelEmbedder
     from ..models import load_model, resolve_checkpoint
     from ..models.identity import reads_mixtures
+    from ..scoring import fit_backend, remix_separator
 
     folder = resolve_checkpoint(out)
     insts = instrumental_table(cfg.instrumentals, tracks)
