@@ -86,7 +86,8 @@ def main(argv=None) -> dict:
         separator, inst = load_separator("spleeter"), instrumentals(data)
     train_inst = []
     if a.instrumentals:
-        from singerid.train.recipe import decode_instrumentals, instrumental_table
+        from singerid.scoring import decode_instrumentals
+        from singerid.train.recipe import instrumental_table
 
         train_inst = decode_instrumentals(instrumental_table(a.instrumentals, tracks))
     cfg = DetectorTrainConfig(copies=a.copies, remixes=1 if train_inst else 0,

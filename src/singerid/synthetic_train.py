@@ -24,10 +24,9 @@ from tqdm import tqdm
 from .audio import load_audio
 from .augment import AUGMENTATIONS
 from .augment.effects import remix
+from .scoring import REMIX_DB
 from .synthetic import SAMPLE_RATE, LfccConfig, SyntheticDetector, Thresholds, cut, lfcc_stats
 from .voiced import track_audio
-
-REMIX_DB = (-3.0, 6.0)  # vocal-to-accompaniment ratios of the separated remixes (as the scoring backend's)
 
 log = logging.getLogger(__name__)
 

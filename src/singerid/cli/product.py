@@ -125,7 +125,8 @@ def cmd_train_detector(a) -> int:
     tracks, insts, separator = load_tracks(a.manifest), [], None
     if a.instrumentals:
         from ..separation import load_separator
-        from ..train.recipe import decode_instrumentals, instrumental_table
+        from ..scoring import decode_instrumentals
+        from ..train.recipe import instrumental_table
 
         insts = decode_instrumentals(instrumental_table(a.instrumentals, tracks))
         separator = load_separator(a.separate, a.device)
