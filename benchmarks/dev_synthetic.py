@@ -6,12 +6,12 @@ singers; every clip is scored once, by a detector that saw neither its system no
 real voices, the corpus the clones were made from, so "which corpus" is no cue). Rows:
 
 - clean: the vocal as given;
-- mp3 / opus: the test clip re-encoded (mp3 64 kbit/s, opus 32 kbit/s; the training augmentations draw other rates);
+- mp3 / opus: the test clip re-encoded (mp3 64 kbit/s, opus 32 kbit/s);
 - pitch ±2: the test clip pitch-shifted by 2 semitones up / down (librosa's phase vocoder + resampling);
 - mixed: the test clip mixed at 0 dB onto a dev instrumental, separated by Spleeter, the separated vocal scored
   (`synthetic.detect_audio`, as `identify` and `detect-synthetic` read mixtures).
 
-    python benchmarks/dev_synthetic.py [--data ../shared/data/singing-dev] [--copies 2] [--views clean mp3 ...]
+    python benchmarks/dev_synthetic.py [--data ../shared/data/singing-dev] [--instrumentals ../shared/data/instrumentals-train] [--views clean mp3 ...]
         [--json out.json]
 """
 from __future__ import annotations
@@ -67,11 +67,9 @@ def mix(voc: np.ndarray, inst: np.ndarray, rng: np.random.Generator) -> np.ndarr
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/singing-dev"))
-    p.add_argument("--copies", type=int, default=2, help="augmented copies per training clip (train-detector's default)")
     p.add_argument("--instrumentals", metavar="DIR_OR_TABLE",
                    help="train with one separated remix per clip onto these (e.g. ../shared/data/instrumentals-train; "
                         "the mixed row's test instrumentals are the dev set's own, never these)")
-    p.add_argument("--augment", nargs="+", help="augmentations of the copies (default: train-detector's)")
     p.add_argument("--views", nargs="+", default=list(VIEWS), choices=list(VIEWS))
     p.add_argument("--json", help="write the scores and figures here")
     a = p.parse_args(argv)
@@ -90,8 +88,7 @@ def main(argv=None) -> dict:
         from singerid.train.recipe import instrumental_table
 
         train_inst = decode_instrumentals(instrumental_table(a.instrumentals, tracks))
-    cfg = DetectorTrainConfig(copies=a.copies, remixes=1 if train_inst else 0,
-                              **({"augment": tuple(a.augment)} if a.augment else {}))
+    cfg = DetectorTrainConfig(remixes=1 if train_inst else 0)
     clips = clip_features(rows, cfg, instrumentals=train_inst, separator=separator)
     scores = {v: {} for v in a.views}
     rng = np.random.default_rng(0)

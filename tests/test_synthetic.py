@@ -60,7 +60,7 @@ def world(tmp_path_factory) -> dict:
 def trained(world) -> tuple[SyntheticDetector, dict]:
     from singerid.synthetic_train import DetectorTrainConfig, train_detector
 
-    return train_detector(world["table"], DetectorTrainConfig(copies=1), progress=False)
+    return train_detector(world["table"], DetectorTrainConfig(), progress=False)
 
 
 def test_features_are_per_window_and_ignore_level():
@@ -97,7 +97,7 @@ def test_cli_train_then_detect_json_with_a_bad_file(world, tmp_path, capsys):
     from singerid.cli import main
 
     out = tmp_path / "det"
-    assert main(["train-detector", "--manifest", str(world["csv"]), "--out", str(out), "--copies", "0"]) == 0
+    assert main(["train-detector", "--manifest", str(world["csv"]), "--out", str(out)]) == 0
     assert "out-of-fold EER" in capsys.readouterr().out
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF not audio at all" * 10)
@@ -129,7 +129,7 @@ def test_training_on_separated_remixes(world, tmp_path):
     for k in range(2):
         sf.write(tmp_path / "inst" / f"i{k}.flac", accompany(10.0, np.random.default_rng(k)), SR)
     out = tmp_path / "det"
-    assert main(["train-detector", "--manifest", str(world["csv"]), "--out", str(out), "--copies", "0",
+    assert main(["train-detector", "--manifest", str(world["csv"]), "--out", str(out),
                  "--instrumentals", str(tmp_path / "inst")]) == 0
     assert SyntheticDetector.load(out).meta["remixes"] == 1
 
@@ -140,10 +140,10 @@ def test_a_table_with_nothing_to_hold_out_is_refused(world, tmp_path, capsys):
     t = world["table"]
     one = pd.concat([t[t["kind"] == "real"], t[(t["kind"] == "cloned") & (t["singer"] == "v0")].head(2)])
     one.assign(method="").to_csv(tmp_path / "one.csv", index=False)
-    assert main(["train-detector", "--manifest", str(tmp_path / "one.csv"), "--copies", "0"]) == 2
+    assert main(["train-detector", "--manifest", str(tmp_path / "one.csv")]) == 2
     assert "at least 2" in capsys.readouterr().err
     t[t["kind"] == "real"].head(3).to_csv(tmp_path / "real.csv", index=False)
-    assert main(["train-detector", "--manifest", str(tmp_path / "real.csv"), "--copies", "0"]) == 2
+    assert main(["train-detector", "--manifest", str(tmp_path / "real.csv")]) == 2
 
 
 def test_without_a_detector_detect_exits_2_saying_how(tmp_path, capsys, monkeypatch):

@@ -185,8 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "clone system in a `method` or `system` column")
     xt.add_argument("--out", help="folder for the detector (default: $SINGERID_HOME/detector, where every command "
                                   "finds it)")
-    xt.add_argument("--copies", type=int, default=2, help="augmented copies of each clip (codec, EQ, reverb, "
-                                                          "compression, band limit; default: 2)")
     xt.add_argument("--instrumentals", metavar="TABLE_OR_DIR", action="append",
                     help="also train on each clip mixed onto these instrumentals and separated again, as mixtures are "
                          "read (repeat to combine)")

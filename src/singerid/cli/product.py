@@ -130,7 +130,7 @@ def cmd_train_detector(a) -> int:
 
         insts = decode_instrumentals(instrumental_table(a.instrumentals, tracks))
         separator = load_separator(a.separate, a.device)
-    cfg = DetectorTrainConfig(copies=a.copies, remixes=a.remixes if insts else 0, seed=a.seed)
+    cfg = DetectorTrainConfig(remixes=a.remixes if insts else 0, seed=a.seed)
     detector, r = train_detector(tracks, cfg, instrumentals=insts, separator=separator)
     out = detector.save(a.out or detector_folder())
     t = r["thresholds"]
