@@ -131,7 +131,13 @@ def test_training_on_separated_remixes(world, tmp_path):
     out = tmp_path / "det"
     assert main(["train-detector", "--manifest", str(world["csv"]), "--out", str(out),
                  "--instrumentals", str(tmp_path / "inst")]) == 0
-    assert SyntheticDetector.load(out).meta["remixes"] == 1
+    detector = SyntheticDetector.load(out)
+    assert detector.meta["remixes"] == 1 and "separated" in detector.meta["out_of_fold"]
+    assert detector.separated is not None and detector.separated.thresholds.eer is not None
+    windows = np.stack([sing(Voice.random("q", np.random.default_rng(5)), 6.0, np.random.default_rng(6))])
+    as_given, separated = detector.score_windows([0.0], windows), detector.score_windows([0.0], windows, "separated vocal")
+    assert separated == {**detector.separated.score_windows([0.0], windows, "separated vocal")}
+    assert as_given["score"] != separated["score"]  # two readers
 
 
 def test_a_table_with_nothing_to_hold_out_is_refused(world, tmp_path, capsys):

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-FORMAT = "singerid-synthetic-1"
+FORMAT = "singerid-synthetic-2"
 NOT_INSTALLED = ("no synthetic-voice detector installed: train one with "
                  "`singerid train-detector --manifest TRACKS.csv` (rows kind=real|cloned, vocal stems)")
 
@@ -114,6 +114,7 @@ class SyntheticDetector:
     thresholds: Thresholds
     features: LfccConfig = field(default_factory=LfccConfig)
     meta: dict = field(default_factory=dict)
+    separated: SyntheticDetector | None = None  # the reader of separated vocals (trained on separated remixes)
 
     def window_logits(self, windows: np.ndarray) -> np.ndarray:
         """[N, samples] → [N] logits (higher: more likely synthetic)."""
@@ -129,7 +130,10 @@ class SyntheticDetector:
 
     def score_windows(self, starts: list[float], windows: np.ndarray, source: str = "as given") -> dict:
         """Windows [N, samples] of a vocal, starting at `starts` (s) → {"score", "verdict", "source", "rates",
-        "windows": [{"start", "score"}]}: the score is the sigmoid of the mean window logit."""
+        "windows": [{"start", "score"}]}: the score is the sigmoid of the mean window logit. A separated vocal is read
+        by the separated-vocal reader where the detector has one."""
+        if source == "separated vocal" and self.separated is not None:
+            return self.separated.score_windows(starts, windows, source)
         logits = self.window_logits(windows)
         score = float(1 / (1 + np.exp(-logits.mean())))
         t = self.thresholds
@@ -140,10 +144,13 @@ class SyntheticDetector:
     def save(self, folder: str | os.PathLike) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {k: torch.from_numpy(np.asarray(getattr(self, k), np.float32)) for k in ("mean", "scale", "weight")}
+        readers = {"": self, **({"separated.": self.separated} if self.separated is not None else {})}
+        tensors = {p + k: torch.from_numpy(np.asarray(getattr(r, k), np.float32))
+                   for p, r in readers.items() for k in ("mean", "scale", "weight")}
         save_file(tensors, str(folder / "detector.safetensors"))
-        config = {"format": FORMAT, "bias": float(self.bias), "thresholds": asdict(self.thresholds),
-                  "features": asdict(self.features), "meta": self.meta}
+        config = {"format": FORMAT, "features": asdict(self.features), "meta": self.meta,
+                  **{p.rstrip(".") or "given": {"bias": float(r.bias), "thresholds": asdict(r.thresholds)}
+                     for p, r in readers.items()}}
         tmp = folder / "detector.json.tmp"
         tmp.write_text(json.dumps(config, indent=2))
         tmp.replace(folder / "detector.json")  # the JSON last: a folder with it is complete
@@ -157,12 +164,17 @@ class SyntheticDetector:
             raise ValueError(f"{folder}: not a synthetic-voice detector of format {FORMAT} ({config.get('format')!r})")
         t = {k: v.numpy().astype(np.float64) for k, v in load_file(str(folder / "detector.safetensors")).items()}
         features = LfccConfig(**config["features"])
-        if not len(t["weight"]) == len(t["mean"]) == len(t["scale"]) == features.dim:
-            raise ValueError(f"{folder}: detector weights do not match its feature configuration")
-        return cls(t["mean"], t["scale"], t["weight"], float(config["bias"]), Thresholds(**config["thresholds"]),
-                   features, config.get("meta", {}))
 
+        def reader(prefix: str, part: dict) -> SyntheticDetector:
+            w = [t[prefix + k] for k in ("mean", "scale", "weight")]
+            if any(len(v) != features.dim for v in w):
+                raise ValueError(f"{folder}: detector weights do not match its feature configuration")
+            return cls(*w, float(part["bias"]), Thresholds(**part["thresholds"]), features)
 
+        detector = reader("", config["given"])
+        detector.meta = config.get("meta", {})
+        detector.separated = reader("separated.", config["separated"]) if "separated" in config else None
+        return detector
 _INSTALLED: dict[str, SyntheticDetector | None] = {}
 
 

@@ -52,6 +52,11 @@ class Clips:
     def label(self) -> np.ndarray:
         return (self.rows["kind"].to_numpy() == "cloned")[self.clip]
 
+    def remixed(self) -> Clips:
+        """The separated remixes alone, as the clips a separated-vocal reader learns and is scored on."""
+        keep = self.view > 0
+        return Clips(self.rows, self.x[keep], self.clip[keep], np.zeros(int(keep.sum()), int))
+
 
 def detector_rows(tracks: pd.DataFrame) -> pd.DataFrame:
     """The table's real and cloned rows (vocal stems, or no stem column), with `group`: the clone system (`method`,
@@ -71,7 +76,8 @@ def detector_rows(tracks: pd.DataFrame) -> pd.DataFrame:
 def clip_features(rows: pd.DataFrame, cfg: DetectorTrainConfig, progress: bool = True,
                   instrumentals: Sequence[np.ndarray] = (), separator=None) -> Clips:
     """Every clip as given (view 0) and its separated remixes (views 1…) → LFCC statistics per window. A remix is
-    the clip mixed onto a random instrumental window (REMIX_DB) and read as a mixture is read (`detect_audio`)."""
+    the clip mixed onto a random instrumental window (REMIX_DB) and read as a mixture is read (`detect_audio`); the
+    remixes train the separated-vocal reader only (`Clips.remixed`)."""
     if cfg.remixes and (not len(instrumentals) or separator is None):
         raise ValueError("separated remixes need instrumentals and a separator")
     rng = np.random.default_rng(cfg.seed)
@@ -91,8 +97,8 @@ def clip_features(rows: pd.DataFrame, cfg: DetectorTrainConfig, progress: bool =
     return Clips(rows, np.concatenate(xs), np.array(clips), np.array(views))
 
 
-def fit(x: np.ndarray, y: np.ndarray, cfg: DetectorTrainConfig, thresholds: Thresholds | None = None,
-        meta: dict | None = None) -> SyntheticDetector:
+def fit(x: np.ndarray, y: np.ndarray, cfg: DetectorTrainConfig, thresholds: Thresholds | None = None
+        ) -> SyntheticDetector:
     """Class-balanced L2 logistic regression on standardised features (L-BFGS)."""
     mean, scale = x.mean(0), x.std(0) + 1e-6
     xt = torch.from_numpy((x - mean) / scale).double()
@@ -111,7 +117,7 @@ def fit(x: np.ndarray, y: np.ndarray, cfg: DetectorTrainConfig, thresholds: Thre
 
     opt.step(closure)
     thresholds = thresholds or Thresholds(0.5, 0.5, float("nan"), float("nan"))
-    return SyntheticDetector(mean, scale, w.detach().numpy(), float(b.detach()), thresholds, cfg.features, meta or {})
+    return SyntheticDetector(mean, scale, w.detach().numpy(), float(b.detach()), thresholds, cfg.features)
 
 
 def folds(rows: pd.DataFrame, cfg: DetectorTrainConfig) -> list[np.ndarray]:
@@ -131,12 +137,17 @@ def folds(rows: pd.DataFrame, cfg: DetectorTrainConfig) -> list[np.ndarray]:
 
 
 def fold_detectors(clips: Clips, cfg: DetectorTrainConfig) -> Iterator[tuple[np.ndarray, SyntheticDetector]]:
-    """(test-clip mask, detector fitted on the other clips and their remixes) per fold."""
+    """(test-clip mask, detector fitted on the other clips as given, with a separated-vocal reader fitted on their
+    remixes where there are any) per fold."""
     for test in folds(clips.rows, cfg):
         train = ~test[clips.clip]
-        if len(np.unique(clips.label()[train])) < 2:
+        given, remixed = train & (clips.view == 0), train & (clips.view > 0)
+        if len(np.unique(clips.label()[given])) < 2:
             continue
-        yield test, fit(clips.x[train], clips.label()[train], cfg)
+        detector = fit(clips.x[given], clips.label()[given], cfg)
+        if remixed.any():
+            detector.separated = fit(clips.x[remixed], clips.label()[remixed], cfg)
+        yield test, detector
 
 
 def clip_scores(detector: SyntheticDetector, clips: Clips, mask: np.ndarray) -> dict[int, float]:
@@ -169,10 +180,22 @@ def set_thresholds(real: np.ndarray, clone: np.ndarray, cfg: DetectorTrainConfig
 
 def train_detector(tracks: pd.DataFrame, cfg: DetectorTrainConfig = DetectorTrainConfig(), progress: bool = True,
                    instrumentals: Sequence[np.ndarray] = (), separator=None) -> tuple[SyntheticDetector, dict]:
-    """Tracks table → (detector fitted on every row, report). The report has the out-of-fold EER pooled and per
-    held-out system, and the thresholds set from those out-of-fold scores (clips as given)."""
+    """Tracks table → (detector fitted on every row, report): the out-of-fold EER pooled and per held-out system, and
+    the thresholds set from those scores. With `cfg.remixes`, the detector also carries a reader of separated vocals,
+    fitted and thresholded on the separated remixes alone (it scores what `detect_audio` separated)."""
     rows = detector_rows(tracks)
     clips = clip_features(rows, cfg, progress, instrumentals, separator)
+    detector, report = _fit_held_out(rows, clips, cfg)
+    if cfg.remixes:
+        detector.separated, report["separated"] = _fit_held_out(rows, clips.remixed(), cfg)
+    detector.meta = {"rows": {k: int((rows["kind"] == k).sum()) for k in ("real", "cloned")},
+                     "systems": sorted(s for s in rows["system"].unique() if s), "remixes": cfg.remixes,
+                     "out_of_fold": report}
+    return detector, report
+
+
+def _fit_held_out(rows: pd.DataFrame, clips: Clips, cfg: DetectorTrainConfig) -> tuple[SyntheticDetector, dict]:
+    """Out-of-fold scores of the clips' view 0 → thresholds and report; then the detector fitted on all of them."""
     scores: dict[int, float] = {}
     for test, detector in fold_detectors(clips, cfg):
         scores.update(clip_scores(detector, clips, test))
@@ -184,12 +207,10 @@ def train_detector(tracks: pd.DataFrame, cfg: DetectorTrainConfig = DetectorTrai
     report = out_of_fold_report(rows, scores)
     s = np.array([scores[i] for i in idx])
     thresholds = set_thresholds(s[kind == "real"], s[kind == "cloned"], cfg)
-    meta = {"rows": {"real": int((rows["kind"] == "real").sum()), "cloned": int((rows["kind"] == "cloned").sum())},
-            "systems": sorted(s for s in rows["system"].unique() if s), "remixes": cfg.remixes, "out_of_fold": report}
-    detector = fit(clips.x, clips.label(), cfg, thresholds, meta)
+    given = clips.view == 0
     log.info("detector: out-of-fold EER %.1f %% pooled; thresholds real <= %.3f, synthetic >= %.3f",
              100 * report["pooled_eer"], thresholds.real, thresholds.synthetic)
-    return detector, {**report, "thresholds": thresholds.__dict__}
+    return fit(clips.x[given], clips.label()[given], cfg, thresholds), {**report, "thresholds": thresholds.__dict__}
 
 
 def out_of_fold_report(rows: pd.DataFrame, scores: dict[int, float]) -> dict:
