@@ -93,6 +93,11 @@ def lfcc_stats(windows: np.ndarray, cfg: LfccConfig = LfccConfig()) -> np.ndarra
     return torch.cat(stats, 1).numpy()
 
 
+def sigmoid(x: float) -> float:
+    """1 / (1 + e^-x), without overflow for any logit."""
+    return float(0.5 * (1 + np.tanh(x / 2)))
+
+
 @dataclass
 class Thresholds:
     """Verdicts on the score: `synthetic` at or above `synthetic`, `real` at or below `real`, `uncertain` between.
@@ -135,11 +140,11 @@ class SyntheticDetector:
         if source == "separated vocal" and self.separated is not None:
             return self.separated.score_windows(starts, windows, source)
         logits = self.window_logits(windows)
-        score = float(1 / (1 + np.exp(-logits.mean())))
+        score = sigmoid(float(logits.mean()))
         t = self.thresholds
         return {"score": round(score, 4), "verdict": self.verdict(score), "source": source,
                 "rates": {"false_alarm": t.false_alarm, "miss": t.miss},
-                "windows": [{"start": s, "score": round(float(1 / (1 + np.exp(-v))), 4)} for s, v in zip(starts, logits)]}
+                "windows": [{"start": s, "score": round(sigmoid(float(v)), 4)} for s, v in zip(starts, logits)]}
 
     def save(self, folder: str | os.PathLike) -> Path:
         folder = Path(folder)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from .audio import load_audio
 from .augment.effects import remix
 from .scoring import REMIX_DB
-from .synthetic import SAMPLE_RATE, LfccConfig, SyntheticDetector, Thresholds, cut, lfcc_stats
+from .synthetic import SAMPLE_RATE, LfccConfig, SyntheticDetector, Thresholds, cut, lfcc_stats, sigmoid
 from .voiced import track_audio
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def clip_scores(detector: SyntheticDetector, clips: Clips, mask: np.ndarray) -> 
     for i in np.flatnonzero(mask):
         sel = (clips.clip == i) & (clips.view == 0)
         logit = float(((clips.x[sel] - detector.mean) / detector.scale @ detector.weight + detector.bias).mean())
-        out[int(i)] = 1 / (1 + np.exp(-logit))
+        out[int(i)] = sigmoid(logit)
     return out
 
 
