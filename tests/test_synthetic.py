@@ -163,7 +163,7 @@ def test_without_a_detector_detect_exits_2_saying_how(tmp_path, capsys, monkeypa
     assert "train-detector" in capsys.readouterr().err
 
 
-def test_identify_answers_carry_the_synthetic_field_or_a_note(trained, synth_catalogue, tmp_path):
+def test_identify_answers_carry_the_synthetic_field_or_a_note(trained, synth_catalogue, tmp_path, monkeypatch):
     from singerid.catalogue import Catalogue
     from singerid.models import create_model, save_model
     from singerid.synthetic import NOT_INSTALLED
@@ -176,6 +176,13 @@ def test_identify_answers_carry_the_synthetic_field_or_a_note(trained, synth_cat
     cat.enroll(t[["path", "singer", "song", "stem"]].head(8), progress=False)
     cat.detector = None
     assert cat.identify(t["path"].iloc[0])["synthetic_note"] == NOT_INSTALLED
+    damaged = tmp_path / "home" / "detector"
+    damaged.mkdir(parents=True)
+    (damaged / "detector.json").write_text("{not json")
+    monkeypatch.setenv("SINGERID_HOME", str(tmp_path / "home"))  # a damaged install: identify goes on, says why
+    note = Catalogue.open(tmp_path / "cat").identify(t["path"].iloc[0])["synthetic_note"]
+    assert note.startswith("synthetic-voice detector not loaded")
+    monkeypatch.delenv("SINGERID_HOME")
     cat.detector = trained[0]
     r = cat.identify(t["path"].iloc[0])
     assert set(r["synthetic"]) == {"score", "verdict", "source", "rates", "windows"} and "synthetic_note" not in r

@@ -44,7 +44,11 @@ class Catalogue:
         self._clones: tuple[list[str], np.ndarray] | None = None
         self._cohort: dict[str, tuple] = {}  # kind → (centroids, backend, AS-norm's centroid side) computed from them
         self._generation = store.generation()  # the content the search structures above were built from
-        self.detector = installed_detector()  # the synthetic-voice detector every answer carries (None: a note)
+        try:  # the synthetic-voice detector every answer carries (None: a note says why)
+            self.detector, self.detector_note = installed_detector(), NOT_INSTALLED
+        except (OSError, ValueError, KeyError, TypeError) as e:  # a damaged install must not stop identification
+            log.warning("synthetic-voice detector not loaded: %s", e)
+            self.detector, self.detector_note = None, f"synthetic-voice detector not loaded: {e}"
 
     # ------------------------------------------------------------------ creation / opening
     @classmethod
@@ -368,7 +372,7 @@ class Catalogue:
             out["synthetic"] = self.detector.score_windows(audio.starts, audio.windows,
                                                            "separated vocal" if audio.separated else "as given")
         else:
-            out["synthetic_note"] = NOT_INSTALLED
+            out["synthetic_note"] = self.detector_note
         sims, ids = self.nearest_tracks(track_emb[0], neighbours)
         info = self.store.track_info([int(i) for i in ids if i >= 0])
         return {
