@@ -168,7 +168,10 @@ class SyntheticDetector:
         if config.get("format") != FORMAT:
             raise ValueError(f"{folder}: not a synthetic-voice detector of format {FORMAT} ({config.get('format')!r})")
         t = {k: v.numpy().astype(np.float64) for k, v in load_file(str(folder / "detector.safetensors")).items()}
-        features = LfccConfig(**config["features"])
+        try:
+            features = LfccConfig(**config["features"])
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{folder}: incomplete synthetic-voice detector ({type(e).__name__}: {e})") from e
 
         def reader(prefix: str, part: dict) -> SyntheticDetector:
             w = [t[prefix + k] for k in ("mean", "scale", "weight")]
@@ -176,9 +179,12 @@ class SyntheticDetector:
                 raise ValueError(f"{folder}: detector weights do not match its feature configuration")
             return cls(*w, float(part["bias"]), Thresholds(**part["thresholds"]), features)
 
-        detector = reader("", config["given"])
-        detector.meta = config.get("meta", {})
-        detector.separated = reader("separated.", config["separated"]) if "separated" in config else None
+        try:
+            detector = reader("", config["given"])
+            detector.meta = config.get("meta", {})
+            detector.separated = reader("separated.", config["separated"]) if "separated" in config else None
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{folder}: incomplete synthetic-voice detector ({type(e).__name__}: {e})") from e
         return detector
 _INSTALLED: dict[str, SyntheticDetector | None] = {}
 
