@@ -167,7 +167,12 @@ class SyntheticDetector:
         config = json.loads((folder / "detector.json").read_text())
         if config.get("format") != FORMAT:
             raise ValueError(f"{folder}: not a synthetic-voice detector of format {FORMAT} ({config.get('format')!r})")
-        t = {k: v.numpy().astype(np.float64) for k, v in load_file(str(folder / "detector.safetensors")).items()}
+        try:
+            t = {k: v.numpy().astype(np.float64) for k, v in load_file(str(folder / "detector.safetensors")).items()}
+        except OSError:
+            raise
+        except Exception as e:  # safetensors' own error type for a damaged file
+            raise ValueError(f"{folder}: unreadable detector weights ({e})") from e
         try:
             features = LfccConfig(**config["features"])
         except (KeyError, TypeError) as e:
