@@ -191,7 +191,7 @@ def test_identify_answers_carry_the_synthetic_field_or_a_note(trained, synth_cat
 
 def test_http_identify_carries_the_installed_detector(trained, synth_catalogue, tmp_path):
     httpx = pytest.importorskip("httpx")
-    from test_service import make_catalogue, start_server, stop
+    from test_service import _chromium, make_catalogue, start_server, stop
 
     trained[0].save(tmp_path / "home" / "detector")
     cat, t = make_catalogue(tmp_path, synth_catalogue, singers=3)
@@ -202,5 +202,18 @@ def test_http_identify_carries_the_installed_detector(trained, synth_catalogue, 
         assert r.status_code == 200, r.text
         s = r.json()["synthetic"]
         assert 0 <= s["score"] <= 1 and s["verdict"] in ("synthetic", "real", "uncertain") and s["windows"]
+        exe = _chromium()
+        sync_api = pytest.importorskip("playwright.sync_api") if exe else None
+        if exe:  # the web page shows the verdict
+            with sync_api.sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
+                page = browser.new_page()
+                page.goto(url + "/")
+                page.set_input_files("#file", t["path"].iloc[0])
+                page.click("#go")
+                page.wait_for_selector("#result:not([hidden])", timeout=60000)
+                text = page.inner_text("#synthetic")
+                browser.close()
+            assert text.startswith("Synthetic voice? ") and f"score {s['score']:.2f}" in text
     finally:
         stop(proc)
