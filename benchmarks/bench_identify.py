@@ -73,7 +73,7 @@ def child(folder: str, track: str, separate: str, threads: int | None) -> None:
     t["resample"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if cat.separator is not None:
-        starts, windows = separated_vocal_windows(wave, cat.separator)
+        starts, windows, _ = separated_vocal_windows(wave, cat.separator)
         t["separation + vocal activity"] = time.perf_counter() - t0
     else:
         starts = vocal_windows(wave, None, 6.0)

@@ -121,9 +121,13 @@ class SyntheticDetector:
     meta: dict = field(default_factory=dict)
     separated: SyntheticDetector | None = None  # the reader of separated vocals (trained on separated remixes)
 
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """LFCC statistics [N, D] → [N] logits (higher: more likely synthetic)."""
+        return ((features - self.mean) / self.scale) @ self.weight + self.bias
+
     def window_logits(self, windows: np.ndarray) -> np.ndarray:
-        """[N, samples] → [N] logits (higher: more likely synthetic)."""
-        return ((lfcc_stats(windows, self.features) - self.mean) / self.scale) @ self.weight + self.bias
+        """[N, samples] → [N] logits."""
+        return self.logits(lfcc_stats(windows, self.features))
 
     def verdict(self, score: float) -> str:
         t = self.thresholds
@@ -220,11 +224,11 @@ def detect_audio(wave: np.ndarray, detector: SyntheticDetector, separator=None) 
 
 
 def detect_file(path: str | os.PathLike, detector: SyntheticDetector | None = None, separator=None,
-                max_seconds: float | None = None) -> dict:
+                max_seconds: float = 2 * 3600.0) -> dict:
     """A file → {"path", "score", "verdict", "source", "rates", "windows"} (the installed detector by default)."""
     from .audio import load_audio
 
-    wave = load_audio(path, SAMPLE_RATE, **({"max_seconds": max_seconds} if max_seconds else {}))
+    wave = load_audio(path, SAMPLE_RATE, max_seconds)
     return {"path": str(path), **detect_audio(wave, detector or require_detector(), separator)}
 
 

@@ -155,8 +155,7 @@ def clip_scores(detector: SyntheticDetector, clips: Clips, mask: np.ndarray) -> 
     out = {}
     for i in np.flatnonzero(mask):
         sel = (clips.clip == i) & (clips.view == 0)
-        logit = float(((clips.x[sel] - detector.mean) / detector.scale @ detector.weight + detector.bias).mean())
-        out[int(i)] = sigmoid(logit)
+        out[int(i)] = sigmoid(float(detector.logits(clips.x[sel]).mean()))
     return out
 
 

@@ -75,9 +75,11 @@ def spread(starts: list[float], budget: int | None) -> list[float]:
 
 
 def separated_vocal_windows(wave: np.ndarray, separator, seconds: float = WINDOW_SECONDS,
-                            budget: int | None = MAX_WINDOWS, sample_rate: int = 16000) -> tuple[list[float], np.ndarray]:
-    """Mixture [T] of a track longer than the budget → (starts, vocal-stem windows [N, seconds * sr]) of up to `budget`
-    windows with vocals. Windows spread over the track are separated alone (with context), judged by vocal energy,
+                            budget: int | None = MAX_WINDOWS, sample_rate: int = 16000
+                            ) -> tuple[list[float], np.ndarray, bool]:
+    """Mixture [T] of a track longer than the budget → (starts, vocal-stem windows [N, seconds * sr], separated) of up
+    to `budget` windows with vocals; `separated` False where separation removed almost nothing (`was_clean`: the
+    input's own windows are returned). Windows spread over the track are separated alone (with context), judged by vocal energy,
     and further spread windows are separated in rounds until half the budget has vocals or twice the budget was
     separated."""
     top = peak(wave)
@@ -97,7 +99,8 @@ def separated_vocal_windows(wave: np.ndarray, separator, seconds: float = WINDOW
     kept.sort(key=lambda sv: sv[0])
     starts, vocals = [s for s, _ in kept], np.stack([v for _, v in kept])
     mixture = cut_windows(wave, starts, seconds, sample_rate)
-    return starts, mixture if was_clean(mixture, vocals) else vocals
+    clean = was_clean(mixture, vocals)
+    return starts, mixture if clean else vocals, not clean
 
 
 def track_audio(
@@ -124,8 +127,7 @@ def track_audio(
                    else cut_windows(wave, starts, seconds, sample_rate))
         voiced = windows.reshape(-1)
     elif separator is not None and not whole:
-        starts, windows = separated_vocal_windows(wave, separator, seconds, budget, sample_rate)
-        separated = not np.array_equal(windows, cut_windows(wave, starts, seconds, sample_rate))  # was_clean kept it
+        starts, windows, separated = separated_vocal_windows(wave, separator, seconds, budget, sample_rate)
         voiced = windows.reshape(-1)
     else:
         mixture, stem = (wave, separator.separate(wave)["vocals"]) if separator is not None else (None, wave)

@@ -46,7 +46,7 @@ class Catalogue:
         self._generation = store.generation()  # the content the search structures above were built from
         try:  # the synthetic-voice detector every answer carries (None: a note says why)
             self.detector, self.detector_note = installed_detector(), NOT_INSTALLED
-        except (OSError, ValueError, KeyError, TypeError) as e:  # a damaged install must not stop identification
+        except (OSError, ValueError) as e:  # a damaged install must not stop identification
             log.warning("synthetic-voice detector not loaded: %s", e)
             self.detector, self.detector_note = None, f"synthetic-voice detector not loaded: {e}"
 
