@@ -44,7 +44,7 @@ class DetectorTrainConfig:
 @dataclass
 class Clips:
     """Per-window features of a table's clips: window i belongs to clip `clip[i]`; `view[i]` 0 = as given."""
-    rows: pd.DataFrame  # kind, singer, group (fold unit)
+    rows: pd.DataFrame  # path, kind, singer, system (`detector_rows`)
     x: np.ndarray  # [M, D]
     clip: np.ndarray  # [M]
     view: np.ndarray  # [M]
@@ -59,8 +59,8 @@ class Clips:
 
 
 def detector_rows(tracks: pd.DataFrame) -> pd.DataFrame:
-    """The table's real and cloned rows (vocal stems, or no stem column), with `group`: the clone system (`method`,
-    else `system`) of a clone, else its singer."""
+    """The table's real and cloned vocal rows, with `system`: a clone's system (its `method` or `system` column), ""
+    for a real voice."""
     rows = tracks[tracks["kind"].isin(["real", "cloned"])]
     if "stem" in rows:
         rows = rows[rows["stem"].fillna("vocals").isin(["vocals", ""])]
