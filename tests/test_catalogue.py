@@ -174,7 +174,7 @@ def test_catalogue_scores_with_the_backends_asnorm(world, tmp_path):
     """A checkpoint whose scoring backend keeps an AS-norm cohort: identification ranks and decides on the backend's
     normalised scores, and the catalogue's calibration is made on that same scale."""
     from singerid.audio import load_audio
-    from singerid.catalogue.calibrate import decide
+    from singerid.catalogue.calibrate import decide, decision_score
     from singerid.voiced import track_audio
 
     ckpt = tmp_path / "scored"
@@ -195,7 +195,9 @@ def test_catalogue_scores_with_the_backends_asnorm(world, tmp_path):
         assert c["score"] == pytest.approx(expected[c["singer"]], abs=1e-3)
     assert res["candidates"][0]["singer"] == "singer01"
     cal = cat.store.get_meta("calibration")
-    assert res["tier"] == decide(res["candidates"][0]["score"], cal)["tier"]
+    assert cal["decision_score"] == "best+margin"  # 6 singers: the best score and its margin over the runner-up
+    assert res["decision_score"] == pytest.approx(decision_score(np.array(list(expected.values()))), abs=1e-3)
+    assert res["tier"] == decide(res["decision_score"], cal)["tier"]
     rows, cohort_stats = [], backend.cohort_stats  # the centroids' cohort statistics are kept between queries
     backend.cohort_stats = lambda x: rows.append(len(x)) or cohort_stats(x)
     assert cat.identify(path)["candidates"] == res["candidates"]

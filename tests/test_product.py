@@ -62,10 +62,29 @@ def test_imitation_note_only_when_closer_to_a_known_clone():
     from singerid.catalogue.catalogue import _imitation
 
     cal = {"threshold": 0.5}
-    assert _imitation(["x"], np.array([0.8]), 0.7, cal)["note"] == "near a known imitation of x"
-    assert _imitation(["x"], np.array([0.6]), 0.7, cal) is None  # the real voice is closer
-    assert _imitation(["x"], np.array([0.4]), 0.3, cal) is None  # not close to anything
-    assert _imitation([], np.zeros(0), 0.7, cal) is None
+    real = np.array([0.7, 0.1])
+    assert _imitation(["x"], np.array([0.8]), real, cal)["note"] == "near a known imitation of x"
+    assert _imitation(["x"], np.array([0.6]), real, cal) is None  # the real voice is closer
+    assert _imitation(["x"], np.array([0.4]), real - 0.4, cal) is None  # not close to anything
+    assert _imitation([], np.zeros(0), real, cal) is None
+    margin = {**cal, "threshold": 0.9, "decision_score": "best+margin"}  # as one more candidate: 0.8 + (0.8 - 0.7)
+    assert _imitation(["x"], np.array([0.8]), real, margin) is not None
+    assert _imitation(["x"], np.array([0.72]), real, margin) is None  # as near the real voice: no margin
+
+
+def test_decision_score_rewards_a_margin_over_the_runner_up():
+    from singerid.catalogue.calibrate import decision_score
+
+    assert decision_score(np.array([0.6, 0.4, 0.55])) == pytest.approx(0.65)
+    assert decision_score(np.array([0.6, 0.4, 0.55]), "best") == pytest.approx(0.6)
+    assert decision_score(np.array([0.6])) == pytest.approx(0.6)  # no runner-up
+    cal = {"tiers": [{"tier": "possible", "threshold": 1.0, "far": 0.1, "n_unknown": 100}], "threshold": 1.0,
+           "decision_score": "best+margin", "logistic": [10.0, -9.0]}
+    between = Catalogue._decision(["a", "b", "c"], np.array([0.9, 0.89, 0.1]), np.zeros(3, int), 3, cal)
+    alone = Catalogue._decision(["a", "b", "c"], np.array([0.9, 0.5, 0.1]), np.zeros(3, int), 3, cal)
+    assert between["decision"] == "unknown" and between["decision_score"] == pytest.approx(0.91)
+    assert alone["decision"] == "a" and alone["decision_score"] == pytest.approx(1.3)  # same best score, one singer
+    assert alone["candidates"][0]["confidence"] > between["candidates"][0]["confidence"]
 
 
 # ------------------------------------------------------------------------------------------ catalogue state

@@ -62,11 +62,12 @@ def test_calibration_scores_unknown_voices_against_a_catalogue_without_their_sin
 
     x, y, _ = _enrolment(n_singers=10, per=4, seed=3)
     norm = EnrolmentNorm.fit(x, y, 10, SelfNormConfig(k=3))
-    genuine, impostor = _left_out_normalised(x, y, norm, [(x[5:6], 5)])
+    ((full, own_singer, impostor),) = _left_out_normalised(x, y, norm, [(x[5:6], 5)])
     a = y[5]
+    assert own_singer == a and full.shape == (10,) and impostor.shape == (9,)
     by_hand = _by_hand(x[5], x, y, 3, absent=a)
-    assert impostor[0] == pytest.approx(np.delete(by_hand, a).max(), rel=1e-4)
-    assert impostor[0] > np.delete(_by_hand(x[5], x, y, 3), a).max()
+    assert impostor == pytest.approx(np.delete(by_hand, a), rel=1e-4)
+    assert impostor.max() > np.delete(_by_hand(x[5], x, y, 3), a).max()
     m = x.mean(axis=0)
     t = _l2(x - m)
     own = _l2(t[(y == a) & (np.arange(len(y)) != 5)].sum(axis=0))
@@ -75,6 +76,6 @@ def test_calibration_scores_unknown_voices_against_a_catalogue_without_their_sin
     u = _l2(x[5] - m)
     tq, tc = np.sort(u @ c[others].T)[-3:], np.sort(own @ c[others].T)[-3:]
     want = 0.5 * ((u @ own - tq.mean()) / tq.std() + (u @ own - tc.mean()) / tc.std())
-    assert genuine[0] == pytest.approx(want, rel=1e-4)
+    assert full[a] == pytest.approx(want, rel=1e-4)
     cal = calibrate([(i, f"s{y[i]}", "", x[i : i + 1]) for i in range(len(x))], score_norm=SelfNormConfig(k=3))
     assert cal["tiers"] and cal["logistic"] is not None

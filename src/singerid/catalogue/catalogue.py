@@ -26,7 +26,7 @@ from ..synthetic import NOT_INSTALLED, installed_detector
 from ..voiced import track_audio
 from . import index as faiss_index
 from ..models.selfnorm import DEFAULT_SCORE_NORM, EnrolmentNorm, SelfNormConfig
-from .calibrate import calibrate, confidence, decide, track_score
+from .calibrate import BEST, calibrate, confidence, decide, decision_score, track_score
 from .store import Store, file_sha
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,8 @@ class Catalogue:
         """Calibrate when there is no calibration (or, with `stale`, when tracks changed since the last one)."""
         cal = self.store.get_meta("calibration")
         if self.store.count() and (cal is None or stale and (cal.get("generation") != self.store.generation()
-                                                             or cal.get("score_norm") != self.score_norm_name)):
+                                                             or cal.get("score_norm") != self.score_norm_name
+                                                             or "decision_score" not in cal)):  # older rule
             log.info("%s: calibrating (tracks changed since the last calibration)", self.folder)
             self.calibrate()
 
@@ -367,7 +368,7 @@ class Catalogue:
         cal = self.store.get_meta("calibration") or {}
         out = {"path": path, **self._decision(names, score, votes, top, cal),
                "score_norm": f"enrolment (k={norm.k})" if norm.active else "none", "score_norm_note": norm.note}
-        out["imitation"] = _imitation(clone_names, clone_score, float(score.max()), cal)
+        out["imitation"] = _imitation(clone_names, clone_score, score, cal)
         if self.detector is not None:  # on the vocal identification read: the separated one of a mixture
             out["synthetic"] = self.detector.score_windows(audio.starts, audio.windows,
                                                            "separated vocal" if audio.separated else "as given")
@@ -402,15 +403,17 @@ class Catalogue:
 
     @staticmethod
     def _decision(names: list[str], score: np.ndarray, votes: np.ndarray, top: int, cal: dict) -> dict:
-        """Per-singer scores [S] → decision (a singer or "unknown"), tier and its measured false-acceptance rate,
-        candidates ordered by that same score (votes are evidence); confidence P(same singer) for the best only."""
+        """Per-singer scores [S] → decision (a singer or "unknown"), tier and its measured false-acceptance rate (on
+        the decision score: the best score and its margin over the runner-up, `decision_score`), candidates ordered by
+        score (votes are evidence); confidence P(the named singer is right) for the best only."""
         order = np.argsort(-score, kind="stable")[:top]
-        best = float(score[order[0]])
-        tier = decide(best, cal)
+        value = decision_score(score, cal.get("decision_score", BEST))
+        tier = decide(value, cal)
         candidates = [{"singer": names[i], "score": round(float(score[i]), 4), "votes": int(votes[i]),
-                       "confidence": confidence(best, cal) if k == 0 else None} for k, i in enumerate(order)]
+                       "confidence": confidence(value, cal) if k == 0 else None} for k, i in enumerate(order)]
         named = tier["tier"] in ("match", "possible")
-        return {"decision": names[order[0]] if named else "unknown", **tier, "threshold": cal.get("threshold"),
+        return {"decision": names[order[0]] if named else "unknown", **tier, "decision_score": round(value, 4),
+                "threshold": cal.get("threshold"),
                 "calibration_note": None if cal.get("tiers") else cal.get("reason", "not calibrated"),
                 "candidates": candidates}
 
@@ -444,14 +447,16 @@ def _kind(row) -> str:
     return "cloned" if kind == "cloned" else "real"
 
 
-def _imitation(names: list[str], clone_score: np.ndarray, best_real: float, cal: dict) -> dict | None:
+def _imitation(names: list[str], clone_score: np.ndarray, real_score: np.ndarray, cal: dict) -> dict | None:
     """A query at least as close to a known imitation of X as to any real voice, and close enough to be named at
-    the loosest tier (when calibrated) → {"singer": X, "score", "note": "near a known imitation of X"}."""
+    the loosest tier (when calibrated; the imitation as one more candidate beside the real singers) → {"singer": X,
+    "score", "note": "near a known imitation of X"}."""
     if not len(names):
         return None
     i = int(np.argmax(clone_score))
     s = float(clone_score[i])
     thr = cal.get("threshold")
-    if s < best_real or (thr is not None and s < thr):
+    value = decision_score(np.r_[real_score, s], cal.get("decision_score", BEST))
+    if s < real_score.max() or (thr is not None and value < thr):
         return None
     return {"singer": names[i], "score": round(s, 4), "note": f"near a known imitation of {names[i]}"}

@@ -206,7 +206,7 @@ def _discard(cat) -> None:
 
 def _print_tiers(cal: dict) -> None:
     for t in cal.get("tiers") or []:
-        print(f"  {t['tier']:8s} (score >= {t['threshold']:.3f}): {_in_words(t['far'], t['n_unknown'])}; names "
+        print(f"  {t['tier']:8s} (decision score >= {t['threshold']:.3f}): {_in_words(t['far'], t['n_unknown'])}; names "
               f"{100 * t['accept_real']:.0f} % of held-out real tracks right")
     if not cal.get("tiers"):
         print(f"  uncalibrated ({cal.get('reason')}): identify will answer 'unknown' and list the closest singers")
