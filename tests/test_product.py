@@ -204,3 +204,11 @@ def test_enrol_reports_each_bad_row_once(world, tmp_path, capfd, caplog):
     out, err = capfd.readouterr()
     assert (out + err + caplog.text).count("bad.wav") == 1, out + err + caplog.text  # (the log goes to stderr)
     assert "1 not enrolled (row 4;" in out
+
+
+def test_the_quickstart_names_enrolled_singers_and_not_the_one_nobody_enrolled(tmp_path, capsys):
+    """The README's first command: held-out songs of the eight enrolled singers named, the ninth singer 'unknown'."""
+    assert main(["quickstart", "--workdir", str(tmp_path / "qs")]) == 0
+    out = capsys.readouterr().out
+    assert "held-out songs of enrolled singers identified: 8/8; not-enrolled singer answered 'unknown': 2/2" in out
+    assert (tmp_path / "qs" / "catalogue").is_dir()

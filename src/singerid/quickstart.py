@@ -45,8 +45,10 @@ def summary(results: list[dict]) -> str:
     for r in results:
         c = r["candidates"][0]
         conf = f"{100 * c['confidence']:.0f} %" if c["confidence"] is not None else "n/a"
+        thr = r["threshold"] if r["threshold"] is not None else float("nan")  # nan: uncalibrated
         lines.append(f"  {Path(r['path']).name:32s} truth {r['truth']:15s} -> {r['decision']:10s} "
-                     f"(best {c['singer']}, score {c['score']:.3f}, confidence {conf})")
+                     f"(best {c['singer']}, score {c['score']:.3f}, decision score {r['decision_score']:.3f} "
+                     f"vs {thr:.3f}, confidence {conf})")
         if r["truth"] != "(not enrolled)":
             known += 1
             right += r["decision"] == r["truth"]
