@@ -13,6 +13,7 @@ import pytest
 
 from singerid.catalogue import Catalogue
 from singerid.catalogue.calibrate import TIERS, decide, threshold_at, tier_thresholds
+from singerid.catalogue.store import Store
 from singerid.cli import main
 
 from conftest import tiny_world
@@ -137,6 +138,13 @@ def test_calibrated_at_open_after_an_enrolment_killed_before_calibration(world, 
     cal = again.store.get_meta("calibration")
     assert cal["tiers"] and cal["generation"] == again.store.generation()
     assert again.identify(world["t"]["path"].iloc[0])["tier"] in ("match", "possible", "unknown")
+    again.close()
+    old_rule = {k: v for k, v in cal.items() if k != "decision_score"}  # calibrated on the best score alone
+    Store(tmp_path / "cat").set_meta(calibration=old_rule)
+    readonly = Catalogue.open(tmp_path / "cat", readonly=True)  # identify's view: recalibrated in memory only
+    assert readonly.store.get_meta("calibration")["decision_score"] == "best+margin"
+    assert "decision_score" not in Store(tmp_path / "cat").get_meta("calibration")
+    assert Catalogue.open(tmp_path / "cat").store.get_meta("calibration") == cal  # and written by a writer
 
 
 def test_two_enrols_creating_one_catalogue_at_once(world, tmp_path):

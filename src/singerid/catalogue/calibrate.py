@@ -169,9 +169,9 @@ def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05,
 
 def _left_out_normalised(means: np.ndarray, lab: np.ndarray, norm: EnrolmentNorm,
                          held: list[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, int, np.ndarray]]:
-    """Leave-one-out scores with the enrolment's own normalisation → per track (scores [S] against every singer, the
-    own singer's centroid without the track; own singer; scores [S-1] of the other singers in a catalogue without
-    the track's singer)."""
+    """Leave-one-out scores with the enrolment's own normalisation → per track (scores [S] against every singer: the
+    own singer's centroid without the track, the others as the whole catalogue scores them; own singer; scores [S-1]
+    of the other singers in a catalogue without the track's singer)."""
     centred = norm.centre(means)
     sums = np.zeros((norm.centroids.shape[0], means.shape[1]))
     np.add.at(sums, lab, centred)
