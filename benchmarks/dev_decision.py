@@ -42,8 +42,9 @@ def embed(proto: str, name: str, cache: Path) -> dict:
             tracks, views = cat.store.track_vectors("real"), cat.store.query_vectors("real")
             q = [cat.embedder.embed_track(track_audio(load_audio(p), cat.embedder.window_seconds, None,
                                                       cat.separator).voiced) for p in tqdm(query["path"], desc=name)]
-        np.savez(f, E=np.concatenate([t[3] for t in tracks]), EQ=np.concatenate([views.get(t[0], t[3]) for t in tracks]),
-                 ES=np.array([t[1] for t in tracks]), Q=np.stack(q), QS=query["singer"].to_numpy(str))
+        np.savez(f, E=np.concatenate([t[3] for t in tracks]),
+                 EQ=np.concatenate([views.get(t[0], t[3]) for t in tracks]), ES=np.array([t[1] for t in tracks]),
+                 Q=np.stack(q), QS=query["singer"].to_numpy(str))
     z = np.load(f)
     return {k: z[k] for k in z.files}
 
@@ -90,8 +91,9 @@ def main() -> None:
         z = embed(a.proto, name, cache)
         singers = sorted(set(z["ES"]))
         for rule in (BEST, BEST_MARGIN):
-            rows = [(corpus.get(r[0], "?"), *r[1:]) for seed in range(a.draws)
-                    for r in draw(z, set(np.random.default_rng(seed).choice(singers, a.leave_out, replace=False)), rule)]
+            left_out = [set(np.random.default_rng(seed).choice(singers, a.leave_out, replace=False))
+                        for seed in range(a.draws)]
+            rows = [(corpus.get(r[0], "?"), *r[1:]) for out in left_out for r in draw(z, out, rule)]
             df = pd.DataFrame(rows, columns=["corpus", "enrolled", "value", "right", "tier"])
             for c, g in df.groupby("corpus"):
                 known, unknown = g[g.enrolled], g[~g.enrolled]

@@ -5,13 +5,13 @@ For each held-out track of a singer with ≥ 2 tracks: the genuine trial is its 
 singer's centroid computed without it; the impostor trial is its scores against every other singer, i.e. what that
 voice would get if its singer had not been enrolled (singers left out in turn: voices nobody enrolled).
 
-Decision tiers are thresholds on the decision score (`decision_score`: the best singer's score plus its margin over the
-runner-up, so a voice close to two enrolled singers at once, as a voice nobody enrolled often is, scores lower than
-one close to a single singer): `match` where at most 1 % of those unknown voices score as high, `possible` at most
-10 %; below: `unknown`. Each tier keeps its measured false-acceptance rate (on how many
-unknown voices) and the fraction of held-out real tracks it names right. Confidence is a logistic fit of
-P(the named singer is right | decision score). The verification threshold is calibrated the same way on track pairs (same singer vs
-different singers). Everything here works on score arrays, whatever computed the scores.
+Decision tiers are thresholds on the decision score (`decision_score`: the best singer's score plus its margin over
+the runner-up, so a voice close to two enrolled singers at once, as a voice nobody enrolled often is, scores lower
+than one close to a single singer): `match` where at most 1 % of those unknown voices score as high, `possible` at
+most 10 %; below: `unknown`. Each tier keeps its measured false-acceptance rate (on how many unknown voices) and the
+fraction of held-out real tracks it names right. Confidence is a logistic fit of P(the named singer is right |
+decision score). The verification threshold is calibrated the same way on track pairs (same singer vs different
+singers). Everything here works on score arrays, whatever computed the scores.
 """
 from __future__ import annotations
 
@@ -69,8 +69,9 @@ def tier_thresholds(genuine: np.ndarray, impostor: np.ndarray, tiers: tuple[Tier
 
 
 def decide(score: float, cal: dict) -> dict:
-    """The decision score (`decision_score` by the calibration's rule) → {"tier": match|possible|unknown|uncalibrated, "far", "n_unknown"} (far: the tier's
-    measured false-acceptance rate on voices nobody enrolled; None for unknown / uncalibrated)."""
+    """The decision score (`decision_score` by the calibration's rule) → {"tier": match|possible|unknown|uncalibrated,
+    "far", "n_unknown"} (far: the tier's measured false-acceptance rate on voices nobody enrolled; None for unknown /
+    uncalibrated)."""
     tiers = cal.get("tiers")
     if not tiers:
         return {"tier": "uncalibrated", "far": None, "n_unknown": None}
@@ -161,7 +162,8 @@ def calibrate(tracks: list[tuple[int, str, str, np.ndarray]], far: float = 0.05,
     vthr = float(np.quantile(diff, 1 - far)) if len(diff) else None
     return {
         "tiers": levels, "threshold": thr, "decision_score": rule, "logistic": logistic, "n_tracks": len(genuine),
-        "genuine_accept_rate": float(np.mean((genuine >= thr) & right)), "impostor_accept_rate": float(np.mean(impostor >= thr)),
+        "genuine_accept_rate": float(np.mean((genuine >= thr) & right)),
+        "impostor_accept_rate": float(np.mean(impostor >= thr)),
         "verify_threshold": vthr, "verify_eer": eer(np.r_[same, diff], np.r_[np.ones(len(same)), np.zeros(len(diff))])[0]
         if len(same) and len(diff) else None, "verify_far": far,
     }

@@ -117,12 +117,13 @@ class Catalogue:
         self._embedder, self._separator = emb, None
 
     def ensure_calibrated(self, stale: bool = False) -> None:
-        """Calibrate when there is no calibration (or, with `stale`, when tracks changed since the last one)."""
+        """Calibrate when there is no calibration (or, with `stale`, when tracks, the score normalisation or the
+        decision rule changed since the last one)."""
         cal = self.store.get_meta("calibration")
         if self.store.count() and (cal is None or stale and (cal.get("generation") != self.store.generation()
                                                              or cal.get("score_norm") != self.score_norm_name
                                                              or "decision_score" not in cal)):  # older rule
-            log.info("%s: calibrating (tracks changed since the last calibration)", self.folder)
+            log.info("%s: calibrating (tracks or the decision rule changed since the last calibration)", self.folder)
             self.calibrate()
 
     def refresh(self) -> bool:
