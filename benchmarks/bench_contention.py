@@ -7,11 +7,12 @@ prints the slowdown of each way a process can reach the encoder.
 - `torch`: torch's defaults for comparison (a thread per core, libgomp's default 300,000-iteration spin).
 
     python benchmarks/bench_contention.py [--track FILE] [--repeats 3] [--hog-seconds 150] \\
-        [--paths cli library torch] [--separation none spleeter]
+        [--paths cli library torch] [--separation none spleeter] [--gap 11]
 
 Target (issues 8 and 33): slowdown <= 2.5x for `cli` and `library`. Each configuration runs in a fresh process after
 an enrolment and a warm-up identify; the figure is the best of `--repeats` identifies. The machine must be otherwise
-idle for the idle figure to mean anything.
+idle for the idle figure to mean anything. `--gap S`: S seconds of nothing between identifies, so that each call is
+isolated (the library path then has no recent CPU probe to reuse).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def hog(seconds: float) -> None:
         x += 1
 
 
-def child(folder: str, track: str, separate: str, repeats: int, path: str) -> None:
+def child(folder: str, track: str, separate: str, repeats: int, path: str, gap: float) -> None:
     if path == "library":  # torch first, as a program that uses torch itself would; nothing configured
         import torch
         from singerid import cpu
@@ -55,6 +56,7 @@ def child(folder: str, track: str, separate: str, repeats: int, path: str) -> No
     cat.identify(track)
     times, threads = [], []
     for _ in range(repeats):
+        time.sleep(gap)
         t0 = time.perf_counter()
         cat.identify(track)
         times.append(time.perf_counter() - t0)
@@ -62,14 +64,15 @@ def child(folder: str, track: str, separate: str, repeats: int, path: str) -> No
     print(json.dumps({"seconds": min(times), "threads": threads[times.index(min(times))]}))
 
 
-def run(folder: str, track: str, separate: str, repeats: int, path: str) -> dict:
+def run(folder: str, track: str, separate: str, repeats: int, path: str, gap: float = 0.0) -> dict:
     env = dict(os.environ)
     if path == "torch":  # torch's defaults, as if singerid had not set a short spin
         env["GOMP_SPINCOUNT"] = "300000"
     elif path == "library":  # nothing set: libgomp reads its default when torch loads, before singerid
         for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_NUM_THREADS", "SINGERID_THREADS"):
             env.pop(k, None)
-    out = subprocess.run([sys.executable, __file__, "--child", folder, track, separate, str(repeats), path],
+    out = subprocess.run([sys.executable, __file__, "--child", folder, track, separate, str(repeats), path,
+                          str(gap)],
                          capture_output=True, text=True, env=env)
     line = [x for x in out.stdout.splitlines() if x.startswith("{")]
     if not line:
@@ -84,11 +87,12 @@ def main() -> None:
     ap.add_argument("--hog-seconds", type=float, default=150.0, help="upper bound on each hog's life")
     ap.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS), help="ways to reach the encoder")
     ap.add_argument("--separation", nargs="+", choices=["none", "spleeter"], default=["none", "spleeter"])
-    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--gap", type=float, default=0.0, help="seconds of nothing before each timed identify")
+    ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        folder, track, separate, repeats, path = a.child
-        return child(folder, track, separate, int(repeats), path)
+        folder, track, separate, repeats, path, gap = a.child
+        return child(folder, track, separate, int(repeats), path, float(gap))
     from singerid.testing import make_catalogue
 
     with tempfile.TemporaryDirectory() as d:
@@ -105,12 +109,12 @@ def main() -> None:
               f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         for separate in a.separation:
             for path in a.paths:
-                idle = run(d, track, separate, a.repeats, path)
+                idle = run(d, track, separate, a.repeats, path, a.gap)
                 hogs = [mp.Process(target=hog, args=(a.hog_seconds,), daemon=True) for _ in range(2)]
                 for h in hogs:
                     h.start()
                 try:
-                    busy = run(d, track, separate, a.repeats, path)
+                    busy = run(d, track, separate, a.repeats, path, a.gap)
                 finally:
                     for h in hogs:
                         h.terminate()

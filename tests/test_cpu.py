@@ -170,3 +170,28 @@ def test_idle_cpus_counts_this_process_own_work_as_idle():
         pass
     share = (time.process_time() - used) / (time.monotonic() - wall)  # of a CPU, whatever the neighbours did
     assert cpu.idle_cpus(0.01) >= 0.8 * share
+
+
+def test_a_first_or_isolated_probe_reads_the_runnable_threads_without_waiting(monkeypatch):
+    """No recent probe (first call, or the last one older than `max_age_s`): the CPUs not taken by the threads runnable
+    right now, at once; where /proc/loadavg is unreadable, a short sample instead."""
+    import time
+    from types import SimpleNamespace
+
+    if cpu._cpu_times() is None:
+        pytest.skip("no /proc/stat")
+    assert cpu._runnable_others() is not None and cpu._runnable_others() >= 0
+    waits = []
+    monkeypatch.setattr(cpu, "time", SimpleNamespace(sleep=waits.append, monotonic=time.monotonic))
+    cpus = os.cpu_count() or 1
+    monkeypatch.setattr(cpu, "_runnable_others", lambda: 1)
+    monkeypatch.setattr(cpu, "_last", None)
+    assert cpu.idle_cpus() == max(0, cpus - 1) and not waits
+    stale = cpu._last[:3] + (cpu._last[3] - 60.0,)
+    monkeypatch.setattr(cpu, "_last", stale)
+    monkeypatch.setattr(cpu, "_runnable_others", lambda: cpus + 3)  # more runnable threads than CPUs: none idle
+    assert cpu.idle_cpus() == 0.0 and not waits and cpu._last != stale
+    monkeypatch.setattr(cpu, "_runnable_others", lambda: None)
+    monkeypatch.setattr(cpu, "_last", None)
+    cpu.idle_cpus(0.01)
+    assert waits == [0.01]

@@ -9,8 +9,7 @@ decoding process, a neighbour's job), they spin against each other and a 50-ms e
 - OpenMP threads spin only briefly at a barrier before sleeping (`GOMP_SPINCOUNT=10000`, set when `singerid` is
   imported before torch). Measured on 2 cores with two CPU hogs beside a 3-min identify: 2 short-spinning threads
   beat 1 thread, and 1 thread beats 2 default-spinning ones (benchmarks/bench_contention.py). Where the short spin
-  could not be set (torch was imported first), the thread count is also reduced to the CPUs left idle by others
-  (sampled once, ~0.1 s);
+  could not be set (torch was imported first), the thread count is also reduced to the CPUs left idle by others;
 - inter-op threads: 1 (our graphs are sequential; extra inter-op threads only add contention).
 
 `configure()` is called by the CLI, the service, benchmarks and worker initialisers. A program that uses the library
@@ -20,7 +19,8 @@ itself (`configure()` called, $SINGERID_THREADS applied as an explicit count, $O
 set, or `torch.set_num_threads` called with a count other than torch's default) and otherwise applies the policy. Where
 torch was imported before singerid, its OpenMP threads keep libgomp's long spin (read once, when libgomp loads), so
 `ensure()` matches the thread count to the CPUs other processes leave idle at the start of every call (`idle_cpus`:
-since the previous call, or over 0.1 s): at most a thread per idle CPU, so that no thread spins against a neighbour.
+since the previous call, or, for a first or isolated call, the threads runnable right now): at most a thread per idle
+CPU, so that no thread spins against a neighbour.
 """
 from __future__ import annotations
 
@@ -72,13 +72,22 @@ def _cpu_times() -> tuple[float, float] | None:
     return idle, sum(f)
 
 
+def _runnable_others() -> int | None:
+    """Threads of the whole machine runnable at this instant, the caller's excepted (/proc/loadavg's 4th field)."""
+    try:
+        return max(0, int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 _last: tuple[float, float, float, float] | None = None  # (/proc/stat idle, total, own CPU s, time) of the last probe
 
 
 def idle_cpus(sample_s: float = 0.1, max_age_s: float = 10.0) -> float | None:
     """CPUs other processes leave idle now: over the interval since the previous call when it lies between
-    `sample_s` and `max_age_s` (this process's own CPU time in it counts as idle: it is ours to use again), else over
-    a `sample_s` sample. None where /proc/stat is unreadable."""
+    `sample_s` and `max_age_s` (this process's own CPU time in it counts as idle: it is ours to use again); else, for a
+    first or isolated call, the CPUs not taken by the threads runnable at this instant (free, where sampling would
+    wait), or over a `sample_s` sample where /proc/loadavg is unreadable. None where /proc/stat is unreadable."""
     global _last
 
     def probe():
@@ -90,6 +99,11 @@ def idle_cpus(sample_s: float = 0.1, max_age_s: float = 10.0) -> float | None:
     if now is None:
         return None
     if _last is None or not sample_s <= now[3] - _last[3] <= max_age_s:
+        others = _runnable_others()
+        if others is not None:
+            if _last is None or now[3] - _last[3] > max_age_s:
+                _last = now  # the next call measures the interval from here (a too recent one waits for it)
+            return float(max(0, (os.cpu_count() or 1) - others))
         _last, _ = now, time.sleep(sample_s)
         now = probe()
     before, _last = _last, now
